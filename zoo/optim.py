@@ -1,0 +1,94 @@
+"""Optimizers and learning-rate schedules by name.
+
+Weight decay here is the optimizer's: for sgd, adam and rmsprop it is added to the
+gradient inside ``step`` (after clipping), for adamw it is decoupled from the
+gradient altogether. The L1/L2 penalties of ``SequenceModel`` are added to the loss
+instead (see there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from zoo.errors import ZooError, check_choice, check_float, check_int
+
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
+SCHEDULES = ("none", "step", "plateau", "cosine")
+WITH_MOMENTUM = ("sgd", "rmsprop")
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """Optimizer and schedule.
+
+    ``step``: multiply the lr by ``gamma`` every ``step_size`` epochs.
+    ``plateau``: multiply by ``gamma`` when ``monitor`` has not improved for ``patience`` validations.
+    ``cosine``: anneal to zero over the run's total optimizer steps, stepping every batch.
+    """
+
+    name: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.0
+    weight_decay: float = 0.0
+    schedule: str = "none"
+    step_size: int = 1
+    gamma: float = 0.5
+    patience: int = 2
+    monitor: str = "val_loss"
+
+    def __post_init__(self) -> None:
+        check_choice("optimizer", self.name, OPTIMIZERS)
+        check_float("lr", self.lr, low=0.0)
+        if self.lr <= 0:
+            raise ZooError(f"lr must be a number > 0, got {self.lr!r}")
+        check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+        if self.momentum and self.name not in WITH_MOMENTUM:
+            raise ZooError(
+                f"momentum {self.momentum} was given for optimizer {self.name!r}, which takes none; "
+                f"optimizers with momentum: {', '.join(WITH_MOMENTUM)}"
+            )
+        check_float("weight_decay", self.weight_decay, low=0.0)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_int("step_size", self.step_size, low=1)
+        check_float("gamma", self.gamma, low=0.0, high=1.0)
+        check_int("patience", self.patience, low=0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def coerce(cls, value: OptimConfig | dict[str, Any]) -> OptimConfig:
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise ZooError(f"optim must be an OptimConfig or a dict, got {type(value).__name__}")
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
+    kwargs: dict[str, Any] = dict(lr=config.lr, weight_decay=config.weight_decay)
+    if config.name == "sgd":
+        return torch.optim.SGD(params, momentum=config.momentum, **kwargs)
+    if config.name == "adam":
+        return torch.optim.Adam(params, **kwargs)
+    if config.name == "adamw":
+        return torch.optim.AdamW(params, **kwargs)
+    return torch.optim.RMSprop(params, momentum=config.momentum, **kwargs)
+
+
+def build_schedule(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> dict[str, Any] | None:
+    """The ``lr_scheduler`` entry Lightning expects from ``configure_optimizers``, or None."""
+    if config.schedule == "none":
+        return None
+    if config.schedule == "step":
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+        return {"scheduler": scheduler, "interval": "epoch"}
+    if config.schedule == "plateau":
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.gamma, patience=config.patience)
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": config.monitor}
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, int(total_steps)))
+    return {"scheduler": scheduler, "interval": "step"}

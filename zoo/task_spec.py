@@ -1,0 +1,61 @@
+"""What a DataModule tells the model about its task.
+
+The model is built from a TaskSpec alone, so nothing in ``zoo/`` branches on a
+task's name: a new task is a new DataModule with a new spec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from zoo.errors import ZooError, check_choice, check_int
+
+HEADS = ("last",)  # "every" (a language-model decoder) arrives with the language-modelling tasks
+LOSSES = ("mse", "cross_entropy")
+METRICS = ("mse", "accuracy")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """The contract between a task and a model.
+
+    ``baselines`` maps a metric to the score of a trivial predictor, printed beside a
+    result so that "0.16 MSE" can be read as "learnt nothing".
+    """
+
+    name: str
+    input_size: int
+    output_size: int
+    head: str = "last"
+    loss: str = "mse"
+    metrics: tuple[str, ...] = ("mse",)
+    target_metric: str = "mse"
+    target: float | None = None
+    target_mode: str = "min"  # "min": reached when metric <= target; "max": when >=
+    tolerance: float = 0.04  # |error| under which a regression counts as correct ("accuracy" of an mse task)
+    baselines: dict[str, float] = field(default_factory=dict)
+    baseline_note: str = ""
+
+    def __post_init__(self) -> None:
+        check_int("task input_size", self.input_size, low=1)
+        check_int("task output_size", self.output_size, low=1)
+        check_choice("task head", self.head, HEADS)
+        check_choice("task loss", self.loss, LOSSES)
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        for metric in self.metrics:
+            check_choice("task metric", metric, METRICS)
+        check_choice("task target_metric", self.target_metric, self.metrics)
+        check_choice("task target_mode", self.target_mode, ("min", "max"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def coerce(cls, value: TaskSpec | dict[str, Any]) -> TaskSpec:
+        """Accept a spec or the dict saved in a checkpoint's hyperparameters."""
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, dict):
+            return cls(**value)
+        raise ZooError(f"task must be a TaskSpec or a dict, got {type(value).__name__}")

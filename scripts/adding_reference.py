@@ -19,6 +19,7 @@ import warnings
 
 from tasks.adding import TRIVIAL_MSE, AddingProblem
 from tasks.reference import ADDING_REFERENCE, reference_recipe
+from zoo.errors import ZooError
 from zoo.module import SequenceModel
 from zoo.train import fit_and_test
 
@@ -32,7 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--test_size", type=int, default=10_000)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    recipes = [reference_recipe(name) for name in args.models]
+    try:
+        recipes = [reference_recipe(name) for name in args.models]
+        datasets = {seq_len: AddingProblem(seq_len=seq_len, test_size=args.test_size) for seq_len in args.seq_len}
+    except ZooError as err:
+        parser.error(str(err))
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # one table, not a banner per run
     warnings.filterwarnings("ignore", module="lightning")
 
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header, flush=True)
     for seq_len in args.seq_len:
         for recipe in recipes:
-            data = AddingProblem(seq_len=seq_len, test_size=args.test_size)
+            data = datasets[seq_len]
             model = SequenceModel(data.task_spec, recipe.backbone, recipe.optim)
             result = fit_and_test(
                 model,

@@ -49,7 +49,8 @@ class TaskSpec:
         check_choice("task target_mode", self.target_mode, ("min", "max"))
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON/YAML types only (lists, not tuples), for hyperparameters and records."""
+        return {**asdict(self), "metrics": list(self.metrics)}
 
     @classmethod
     def coerce(cls, value: TaskSpec | dict[str, Any]) -> TaskSpec:

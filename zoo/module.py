@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from zoo.errors import ZooError, check_float
+from zoo.errors import ZooError, check_float, check_int
 from zoo.metrics import build_metrics
 from zoo.models.rnn import RNNBackbone, RNNConfig
 from zoo.optim import OptimConfig, build_optimizer, build_schedule
@@ -32,8 +32,23 @@ class DivergedError(ZooError):
     """Training produced a non-finite loss."""
 
 
+def detach_state(state: Any) -> Any:
+    """Cut the graph behind a recurrent state (a tensor, or LSTM's (h, c) pair): truncated BPTT."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)
+    return state.detach()
+
+
 class SequenceModel(L.LightningModule):
-    """A recurrent network trained on one task; see the module docstring for the penalties."""
+    """A recurrent network trained on one task; see the module docstring for the penalties.
+
+    Token inputs are read through an embedding of ``embedding_size`` (default: the
+    hidden size). ``tie_weights`` shares the embedding matrix with the every-step
+    decoder (Press & Wolf 2017; Inan et al. 2017), which needs the embedding size to
+    equal the backbone's output size.
+    """
 
     def __init__(
         self,
@@ -42,6 +57,8 @@ class SequenceModel(L.LightningModule):
         optim: OptimConfig = OptimConfig(),
         l1: float = 0.0,
         l2: float = 0.0,
+        embedding_size: int | None = None,
+        tie_weights: bool = False,
     ) -> None:
         super().__init__()
         self.task = TaskSpec.coerce(task)
@@ -49,6 +66,13 @@ class SequenceModel(L.LightningModule):
         self.optim_config = OptimConfig.coerce(optim)
         self.l1 = check_float("l1", l1, low=0.0)
         self.l2 = check_float("l2", l2, low=0.0)
+        if self.task.input_kind != "tokens" and embedding_size is not None:
+            raise ZooError(f"embedding_size {embedding_size} was given, but task {self.task.name!r} has dense inputs, "
+                           "not tokens; leave embedding_size unset")
+        if self.task.input_kind == "tokens":
+            embedding_size = check_int(
+                "embedding_size", self.backbone_config.hidden_size if embedding_size is None else embedding_size, low=1
+            )
         # Plain dicts, so a checkpoint's hyperparameters load without unpickling our classes.
         self.save_hyperparameters(
             {
@@ -57,26 +81,78 @@ class SequenceModel(L.LightningModule):
                 "optim": self.optim_config.to_dict(),
                 "l1": self.l1,
                 "l2": self.l2,
+                "embedding_size": embedding_size,
+                "tie_weights": bool(tie_weights),
             }
         )
-        self.backbone = RNNBackbone(self.task.input_size, self.backbone_config)
+        self.embedding = nn.Embedding(self.task.input_size, embedding_size) if embedding_size else None
+        self.backbone = RNNBackbone(embedding_size or self.task.input_size, self.backbone_config)
         self.head = nn.Linear(self.backbone.output_size, self.task.output_size)
+        if tie_weights:
+            if self.embedding is None or self.task.head != "every" or self.task.input_size != self.task.output_size:
+                raise ZooError("tie_weights needs token inputs and an every-step decoder over the same vocabulary, "
+                               f"but task {self.task.name!r} has input_kind {self.task.input_kind!r}, head {self.task.head!r}")
+            if embedding_size != self.backbone.output_size:
+                raise ZooError(f"tie_weights needs embedding_size == the backbone's output size "
+                               f"({self.backbone.output_size}), got embedding_size {embedding_size}")
+            self.head.weight = self.embedding.weight
         self.val_metrics = build_metrics(self.task, prefix="val_")
         self.test_metrics = build_metrics(self.task, prefix="test_")
+        self._state: Any = None  # the recurrent state carried between batches of a stateful task
 
     # ----------------------------------------------------------------- forward
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # x: (B, T, I) -> (B, O) for a classifier, (B,) for a scalar regression
-        _, state = self.backbone(x)
+    def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
+        # x: (B, T, I) floats or (B, T) token ids -> (B, O), (B,) for a scalar regression, or (B, T, O)
+        return self.run(x, state)[0]
+
+    def run(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        """The output the task's head gives, and the final recurrent state."""
+        if self.embedding is not None:
+            x = self.embedding(x)  # (B, T) -> (B, T, E)
+        outputs, state = self.backbone(x, state)  # (B, T, D*H)
+        if self.task.head == "every":
+            return self.head(outputs), state  # (B, T, O)
         out = self.head(self.backbone.last_features(state))  # (B, O)
         if self.task.loss == "mse" and self.task.output_size == 1:
             out = out.squeeze(-1)  # (B,)
-        return out
+        return out, state
+
+    @staticmethod
+    def _flat(out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, O), (B, T) -> (B*T, O), (B*T,); the last-step shapes pass unchanged."""
+        if out.dim() == 3:
+            return out.reshape(-1, out.shape[-1]), target.reshape(-1)
+        return out, target
 
     def task_loss(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean over every prediction: over the batch for a last-step head, over batch and time for every-step."""
+        out, target = self._flat(out, target)
         if self.task.loss == "mse":
             return F.mse_loss(out, target)
         return F.cross_entropy(out, target)
+
+    def _step_output(self, x: torch.Tensor) -> torch.Tensor:
+        """Run a batch; a stateful task starts from the state the previous batch left, detached."""
+        if not self.task.stateful:
+            return self(x)
+        state = self._state
+        if state is not None and (state[0] if isinstance(state, tuple) else state).shape[1] != x.shape[0]:
+            state = None  # a batch of another size is not the continuation of these streams
+        out, state = self.run(x, state)
+        self._state = detach_state(state)
+        return out
+
+    def on_train_epoch_start(self) -> None:
+        self._state = None
+
+    def on_validation_epoch_start(self) -> None:
+        self._train_state, self._state = self._state, None  # evaluation reads its own streams from a zero state
+
+    def on_validation_epoch_end(self) -> None:
+        self._state = getattr(self, "_train_state", None)  # training resumes where its windows left off
+
+    def on_test_epoch_start(self) -> None:
+        self._state = None
 
     def penalty(self) -> torch.Tensor | None:
         """l1 * sum|W| + l2 * sum W^2 over weight matrices, or None when both are off."""
@@ -93,7 +169,7 @@ class SequenceModel(L.LightningModule):
     # ----------------------------------------------------------------- steps
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
-        loss = self.task_loss(self(x), y)
+        loss = self.task_loss(self._step_output(x), y)
         self.log("train_loss", loss, prog_bar=True)
         penalty = self.penalty()
         if penalty is not None:
@@ -105,10 +181,10 @@ class SequenceModel(L.LightningModule):
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
-        out = self(x)
-        self.log(f"{stage}_loss", self.task_loss(out, y), prog_bar=stage == "val")
+        out = self._step_output(x)
+        self.log(f"{stage}_loss", self.task_loss(out, y), prog_bar=stage == "val", batch_size=y.numel())
         metrics = self.val_metrics if stage == "val" else self.test_metrics
-        metrics.update(out, y)
+        metrics.update(*self._flat(out, y))
         self.log_dict(metrics, prog_bar=stage == "val")
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:

@@ -11,9 +11,10 @@ from typing import Any
 
 from zoo.errors import ZooError, check_choice, check_int
 
-HEADS = ("last",)  # "every" (a language-model decoder) arrives with the language-modelling tasks
+HEADS = ("last", "every")  # read the final state once, or predict at every step
+INPUT_KINDS = ("dense", "tokens")  # float features (B, T, I), or token ids (B, T) read through an embedding
 LOSSES = ("mse", "cross_entropy")
-METRICS = ("mse", "accuracy")
+METRICS = ("mse", "accuracy", "perplexity", "bpc")
 
 
 @dataclass(frozen=True)
@@ -21,13 +22,18 @@ class TaskSpec:
     """The contract between a task and a model.
 
     ``baselines`` maps a metric to the score of a trivial predictor, printed beside a
-    result so that "0.16 MSE" can be read as "learnt nothing".
+    result so that "0.16 MSE" can be read as "learnt nothing". ``input_size`` is the
+    vocabulary size when ``input_kind`` is "tokens". ``stateful`` tasks (language
+    models) carry the recurrent state from one batch to the next, detached, because
+    their batches are consecutive windows of the same streams.
     """
 
     name: str
     input_size: int
     output_size: int
     head: str = "last"
+    input_kind: str = "dense"
+    stateful: bool = False
     loss: str = "mse"
     metrics: tuple[str, ...] = ("mse",)
     target_metric: str = "mse"
@@ -41,6 +47,7 @@ class TaskSpec:
         check_int("task input_size", self.input_size, low=1)
         check_int("task output_size", self.output_size, low=1)
         check_choice("task head", self.head, HEADS)
+        check_choice("task input_kind", self.input_kind, INPUT_KINDS)
         check_choice("task loss", self.loss, LOSSES)
         object.__setattr__(self, "metrics", tuple(self.metrics))
         for metric in self.metrics:

@@ -1,5 +1,7 @@
 """DataModules, one per task family, and the benchmark definitions."""
 
 from tasks.adding import AddingProblem
+from tasks.copy_memory import CopyMemory
+from tasks.language import LanguageModelling
 
-__all__ = ["AddingProblem"]
+__all__ = ["AddingProblem", "CopyMemory", "LanguageModelling"]

@@ -13,12 +13,11 @@ the run's seed: every run on every machine is scored on the same sequences.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
+from tasks.streams import EpochBatchIds, FreshBatches, seeded_generator
 from zoo.errors import check_int
 from zoo.task_spec import TaskSpec
 
@@ -39,49 +38,6 @@ def make_adding(n: int, seq_len: int, generator: torch.Generator) -> tuple[torch
     markers[rows, second] = 1.0
     target = values[rows, first] + values[rows, second]  # (n,)
     return torch.stack([values, markers], dim=-1), target  # (n, T, 2), (n,)
-
-
-def _generator(*seeds: int) -> torch.Generator:
-    """A CPU generator for a tuple of seeds; CPU generators give the same numbers on every machine."""
-    seed = 0
-    for part in seeds:
-        seed = (seed * 1_000_003 + int(part)) % (1 << 63)
-    return torch.Generator().manual_seed(seed)
-
-
-class FreshBatches(Dataset):
-    """Batch number k is generated from (seed, k): any batch can be re-made on demand."""
-
-    def __init__(self, seq_len: int, batch_size: int, seed: int) -> None:
-        self.seq_len, self.batch_size, self.seed = seq_len, batch_size, seed
-
-    def __len__(self) -> int:
-        return 1 << 62
-
-    def __getitem__(self, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-        return make_adding(self.batch_size, self.seq_len, _generator(self.seed, k))
-
-
-class EpochBatchIds(Sampler[int]):
-    """Yields the batch numbers of one epoch: epoch e gets [e*n, (e+1)*n).
-
-    Lightning calls ``set_epoch`` on a sampler at the start of each epoch, so every
-    epoch draws new batches without the sampler keeping any other state.
-    """
-
-    def __init__(self, batches_per_epoch: int) -> None:
-        self.batches_per_epoch = batches_per_epoch
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch
-
-    def __iter__(self) -> Iterator[int]:
-        start = self.epoch * self.batches_per_epoch
-        return iter(range(start, start + self.batches_per_epoch))
 
 
 class AddingProblem(L.LightningDataModule):
@@ -136,13 +92,13 @@ class AddingProblem(L.LightningDataModule):
         """The validation or test set: the same tensors for a given (data_seed, T, size) everywhere."""
         if stage not in self._sets:
             size, stream = (self.val_size, VAL_STREAM) if stage == "val" else (self.test_size, TEST_STREAM)
-            x, y = make_adding(size, self.seq_len, _generator(self.data_seed, stream, self.seq_len))
+            x, y = make_adding(size, self.seq_len, seeded_generator(self.data_seed, stream, self.seq_len))
             self._sets[stage] = TensorDataset(x, y)
         return self._sets[stage]
 
     def train_dataloader(self) -> DataLoader:
         seed = self.seed if self.seed is not None else torch.initial_seed()
-        batches = FreshBatches(self.seq_len, self.batch_size, seed)
+        batches = FreshBatches(make_adding, self.seq_len, self.batch_size, seed)
         return DataLoader(batches, batch_size=None, sampler=EpochBatchIds(self.batches_per_epoch))
 
     def val_dataloader(self) -> DataLoader:

@@ -62,7 +62,7 @@ def test_optimizers(name, cls):
 
 
 @pytest.mark.parametrize("schedule,cls,interval", [
-    ("step", torch.optim.lr_scheduler.StepLR, "epoch"),
+    ("step", torch.optim.lr_scheduler.LambdaLR, "epoch"),
     ("plateau", torch.optim.lr_scheduler.ReduceLROnPlateau, "epoch"),
     ("cosine", torch.optim.lr_scheduler.CosineAnnealingLR, "step"),
 ])
@@ -76,6 +76,17 @@ def test_schedules(schedule, cls, interval):
     if schedule == "cosine":
         assert config.scheduler.T_max == 6
         assert trainer.optimizers[0].param_groups[0]["lr"] < 1e-3
+
+
+def test_step_schedule_factors():
+    from zoo.optim import StepFactor
+
+    # PyTorch's StepLR by default
+    assert [StepFactor(OptimConfig(schedule="step", step_size=2, gamma=0.1))(e) for e in range(5)] == pytest.approx(
+        [1, 1, 0.1, 0.1, 0.01])
+    # Zaremba et al.: lr 1 for four epochs, then halved every epoch
+    zaremba = StepFactor(OptimConfig(schedule="step", step_size=1, gamma=0.5, decay_start=4))
+    assert [zaremba(e) for e in range(7)] == [1, 1, 1, 1, 0.5, 0.25, 0.125]
 
 
 def test_no_schedule_returns_bare_optimizer():

@@ -27,13 +27,14 @@ INIT_SCHEMES = (
     "he_normal",
     "orthogonal",  # Saxe et al. 2014: each block has orthonormal rows or columns
     "identity",  # Le, Jaitly & Hinton 2015 (IRNN): scale * I; square blocks only
+    "uniform",  # U(-init_range, init_range), as in Zaremba et al. 2014 (0.1)
 )
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 LSTM_FORGET_GATE = 1  # PyTorch orders LSTM gates (input, forget, cell, output)
 
 
-def init_block(block: torch.Tensor, scheme: str, *, identity_scale: float, where: str) -> None:
+def init_block(block: torch.Tensor, scheme: str, *, identity_scale: float, where: str, init_range: float = 0.1) -> None:
     """Initialize one gate block (H × fan_in) in place."""
     check_choice("init scheme", scheme, INIT_SCHEMES)
     if scheme == "default":
@@ -48,6 +49,8 @@ def init_block(block: torch.Tensor, scheme: str, *, identity_scale: float, where
         nn.init.kaiming_normal_(block, a=0.0, mode="fan_in", nonlinearity="relu")
     elif scheme == "orthogonal":
         nn.init.orthogonal_(block)
+    elif scheme == "uniform":
+        nn.init.uniform_(block, -init_range, init_range)
     elif scheme == "identity":
         rows, cols = block.shape
         if rows != cols:
@@ -77,6 +80,7 @@ def apply_init(
     input_init: str = "default",
     recurrent_init: str = "default",
     identity_scale: float = 1.0,
+    init_range: float = 0.1,
     bias_init: float | None = None,
     forget_bias: float | None = None,
 ) -> None:
@@ -90,13 +94,15 @@ def apply_init(
     check_choice("input_init", input_init, INIT_SCHEMES)
     check_choice("recurrent_init", recurrent_init, INIT_SCHEMES)
     check_float("identity_scale", identity_scale)
+    check_float("init_range", init_range, low=0.0)
     if forget_bias is not None and cell != "lstm":
         raise ZooError(f"forget_bias applies to the lstm cell only, but cell is {cell!r}; leave forget_bias unset")
     params = dict(rnn.named_parameters())
     for kind, name in layer_weight_names(rnn):
         scheme = input_init if kind == "input" else recurrent_init
         for gate, block in enumerate(params[name].data.chunk(gates, dim=0)):
-            init_block(block, scheme, identity_scale=identity_scale, where=f"{name} (gate block {gate})")
+            init_block(block, scheme, identity_scale=identity_scale, init_range=init_range,
+                       where=f"{name} (gate block {gate})")
     with torch.no_grad():
         if bias_init is not None:
             check_float("bias_init", bias_init)

@@ -28,6 +28,9 @@ from zoo.optim import OptimConfig, build_optimizer, build_schedule
 from zoo.task_spec import TaskSpec
 
 
+EMBEDDING_INIT_RANGE = 0.1
+
+
 class DivergedError(ZooError):
     """Training produced a non-finite loss."""
 
@@ -96,6 +99,13 @@ class SequenceModel(L.LightningModule):
                 raise ZooError(f"tie_weights needs embedding_size == the backbone's output size "
                                f"({self.backbone.output_size}), got embedding_size {embedding_size}")
             self.head.weight = self.embedding.weight
+        if self.embedding is not None:
+            # pytorch/examples and Zaremba et al.: U(-0.1, 0.1), not nn.Embedding's N(0, 1), which
+            # would feed the first layer inputs ten times larger than its weights expect.
+            nn.init.uniform_(self.embedding.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
+            if not tie_weights:
+                nn.init.uniform_(self.head.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
+            nn.init.zeros_(self.head.bias)
         self.val_metrics = build_metrics(self.task, prefix="val_")
         self.test_metrics = build_metrics(self.task, prefix="test_")
         self._state: Any = None  # the recurrent state carried between batches of a stateful task

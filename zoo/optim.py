@@ -25,7 +25,9 @@ WITH_MOMENTUM = ("sgd", "rmsprop")
 class OptimConfig:
     """Optimizer and schedule.
 
-    ``step``: multiply the lr by ``gamma`` every ``step_size`` epochs.
+    ``step``: multiply the lr by ``gamma`` every ``step_size`` epochs, the first time
+    after ``decay_start`` epochs (default ``step_size``, i.e. PyTorch's StepLR); Zaremba
+    et al.'s "halve after the 4th epoch" is ``gamma=0.5, step_size=1, decay_start=4``.
     ``plateau``: multiply by ``gamma`` when ``monitor`` has not improved for ``patience`` validations.
     ``cosine``: anneal to zero over the run's total optimizer steps, stepping every batch.
     """
@@ -36,6 +38,7 @@ class OptimConfig:
     weight_decay: float = 0.0
     schedule: str = "none"
     step_size: int = 1
+    decay_start: int | None = None
     gamma: float = 0.5
     patience: int = 2
     monitor: str = "val_loss"
@@ -54,6 +57,8 @@ class OptimConfig:
         check_float("weight_decay", self.weight_decay, low=0.0)
         check_choice("schedule", self.schedule, SCHEDULES)
         check_int("step_size", self.step_size, low=1)
+        if self.decay_start is not None:
+            check_int("decay_start", self.decay_start, low=0)
         check_float("gamma", self.gamma, low=0.0, high=1.0)
         check_int("patience", self.patience, low=0)
 
@@ -80,12 +85,25 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig) -
     return torch.optim.RMSprop(params, momentum=config.momentum, **kwargs)
 
 
+class StepFactor:
+    """lr factor after ``epoch`` epochs: 1 until ``decay_start``, then ``gamma`` more every ``step_size``."""
+
+    def __init__(self, config: OptimConfig) -> None:
+        self.gamma, self.step_size = config.gamma, config.step_size
+        self.start = config.step_size if config.decay_start is None else config.decay_start
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.start:
+            return 1.0
+        return self.gamma ** ((epoch - self.start) // self.step_size + 1)
+
+
 def build_schedule(optimizer: torch.optim.Optimizer, config: OptimConfig, total_steps: int) -> dict[str, Any] | None:
     """The ``lr_scheduler`` entry Lightning expects from ``configure_optimizers``, or None."""
     if config.schedule == "none":
         return None
     if config.schedule == "step":
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=config.step_size, gamma=config.gamma)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, StepFactor(config))
         return {"scheduler": scheduler, "interval": "epoch"}
     if config.schedule == "plateau":
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, factor=config.gamma, patience=config.patience)

@@ -56,6 +56,7 @@ class RNNConfig:
     input_init: str = "default"
     recurrent_init: str = "default"
     identity_scale: float = 1.0
+    init_range: float = 0.1
     bias_init: float | None = None
     forget_bias: float | None = None
     implementation: str = "auto"
@@ -77,6 +78,7 @@ class RNNConfig:
         check_choice("input_init", self.input_init, INIT_SCHEMES)
         check_choice("recurrent_init", self.recurrent_init, INIT_SCHEMES)
         check_float("identity_scale", self.identity_scale)
+        check_float("init_range", self.init_range, low=0.0)
         if self.bias_init is not None:
             check_float("bias_init", self.bias_init)
         if self.forget_bias is not None:
@@ -238,6 +240,7 @@ class RNNBackbone(nn.Module):
             input_init=config.input_init,
             recurrent_init=config.recurrent_init,
             identity_scale=config.identity_scale,
+            init_range=config.init_range,
             bias_init=config.bias_init,
             forget_bias=config.forget_bias,
         )

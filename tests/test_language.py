@@ -1,0 +1,238 @@
+import hashlib
+import math
+
+import lightning as L
+import pytest
+import torch
+
+from tasks import datafiles, hub
+from tasks.datafiles import DataFile, shared_data_dir
+from tasks.language import EOS, LanguageModelling, Windows, word_tokens
+from zoo.errors import ZooError
+from zoo.models.rnn import RNNConfig
+from zoo.module import SequenceModel
+
+SHARED = shared_data_dir()
+needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared/data is not beside this checkout")
+
+TRAIN = " the cat sat \n the dog sat <unk> \n a cat ran \n" * 20
+VALID = " the dog ran \n a zebra sat \n" * 5  # "zebra" is not in the training vocabulary -> <unk>
+TEST = " a cat sat \n the dog ran \n" * 5
+
+
+def _register(monkeypatch, folder, files: dict[str, str]) -> None:
+    """Write small files under ``folder`` and make them the known files (size and sha256)."""
+    known = dict(datafiles.FILES)
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode()
+        path.write_bytes(data)
+        known[name] = DataFile(name, len(data), hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(datafiles, "FILES", known)
+
+
+@pytest.fixture
+def tiny_ptb(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    _register(monkeypatch, tmp_path / "data", {"ptb/ptb.train.txt": TRAIN, "ptb/ptb.valid.txt": VALID,
+                                               "ptb/ptb.test.txt": TEST})
+    return tmp_path / "data"
+
+
+def test_word_tokens_put_eos_at_line_ends():
+    assert word_tokens(" a b \n c \n") == ["a", "b", EOS, "c", EOS]
+
+
+def test_vocabulary_from_training_split_only(tiny_ptb):
+    dm = LanguageModelling("ptb", batch_size=2, bptt=3, data_dir=str(tiny_ptb))
+    assert dm.vocab == ["the", "cat", "sat", EOS, "dog", "<unk>", "a", "ran"]
+    valid = [dm.vocab[i] for i in dm.ids("valid")[:8].tolist()]
+    assert valid == ["the", "dog", "ran", EOS, "a", "<unk>", "sat", EOS]  # zebra -> <unk>
+    spec = dm.task_spec
+    assert spec.input_size == spec.output_size == 8 and spec.head == "every" and spec.stateful
+    assert spec.input_kind == "tokens" and spec.metrics == ("perplexity",)
+
+
+def test_unknown_token_without_unk_is_an_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    _register(monkeypatch, tmp_path / "data", {"ptb/ptb.train.txt": " a b \n", "ptb/ptb.valid.txt": " a zebra \n",
+                                               "ptb/ptb.test.txt": " a \n"})
+    dm = LanguageModelling("ptb", batch_size=1, data_dir=str(tmp_path / "data"))
+    with pytest.raises(ZooError, match="valid token 'zebra' of corpus 'ptb' is not in the vocabulary"):
+        dm.ids("valid")
+
+
+def test_windows_are_contiguous_streams():
+    ids = torch.arange(23)
+    windows = Windows(ids, batch_size=2, bptt=4)  # 2 streams of 11 tokens: 0..10 and 11..21
+    xs, ys = zip(*(windows[k] for k in range(len(windows))))
+    assert [x.shape[1] for x in xs] == [4, 4, 2]  # the last window is shorter
+    stream0 = torch.cat([x[0] for x in xs])
+    assert stream0.tolist() == list(range(10))
+    assert torch.cat([y[1] for y in ys]).tolist() == list(range(12, 22))  # targets: the next token
+    for x, y in zip(xs, ys):
+        assert torch.equal(x[:, 1:], y[:, :-1])
+
+
+def test_state_is_carried_detached_and_reset(tiny_ptb):
+    dm = LanguageModelling("ptb", batch_size=2, bptt=3, data_dir=str(tiny_ptb))
+    model = SequenceModel(dm.task_spec, RNNConfig(cell="lstm", hidden_size=8))
+    loader = dm.train_dataloader()
+    (x0, y0), (x1, y1) = list(loader)[:2]
+    model.on_train_epoch_start()
+    loss0 = model.training_step((x0, y0), 0)
+    carried = model._state
+    assert carried is not None and not carried[0].requires_grad  # detached: truncated BPTT
+    loss0.backward()
+    loss1 = model.training_step((x1, y1), 1)
+    loss1.backward()  # would fail ("backward through the graph a second time") if the state were not detached
+    fresh = model.task_loss(model(x1), y1)
+    assert not torch.isclose(loss1, fresh)  # window 1 read on from window 0's state
+    model.on_validation_epoch_start()
+    assert model._state is None
+    model.on_validation_epoch_end()
+    assert model._state is not None  # training resumes its streams
+    model.on_train_epoch_start()
+    assert model._state is None
+
+
+def test_perplexity_and_bpc_are_the_mean_cross_entropy(tiny_ptb):
+    dm = LanguageModelling("ptb", batch_size=2, bptt=4, eval_batch_size=2, data_dir=str(tiny_ptb))
+    model = SequenceModel(dm.task_spec, RNNConfig(cell="gru", hidden_size=8))
+    trainer = L.Trainer(max_steps=5, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                        enable_model_summary=False, accelerator="cpu")
+    trainer.fit(model, dm)
+    ppl = trainer.test(model, dm, verbose=False)[0]["test_perplexity"]
+    # by hand: one pass over the test windows with the state carried, mean cross-entropy per token
+    model.eval()
+    nats, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for x, y in dm.test_dataloader():
+            out, state = model.run(x, state)
+            nats += torch.nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="sum").item()
+            count += y.numel()
+    assert ppl == pytest.approx(math.exp(nats / count), rel=1e-4)
+
+
+def test_vocabulary_is_kept_with_the_run(tiny_ptb):
+    dm = LanguageModelling("ptb", batch_size=2, data_dir=str(tiny_ptb))
+    state = dm.state_dict()
+    assert state["vocab"] == dm.vocab
+    dm.load_state_dict(state)
+    with pytest.raises(ZooError, match="the checkpoint's vocabulary .* does not match this data's"):
+        dm.load_state_dict({"corpus": "ptb", "vocab": ["a", "b"]})
+
+
+def test_weight_tying(tiny_ptb):
+    dm = LanguageModelling("ptb", batch_size=2, data_dir=str(tiny_ptb))
+    model = SequenceModel(dm.task_spec, RNNConfig(cell="lstm", hidden_size=6), tie_weights=True)
+    assert model.head.weight is model.embedding.weight
+    assert model.embedding.weight.abs().max() <= 0.1  # U(-0.1, 0.1), not N(0, 1)
+    with pytest.raises(ZooError, match=r"tie_weights needs embedding_size == the backbone's output size \(12\)"):
+        SequenceModel(dm.task_spec, RNNConfig(cell="lstm", hidden_size=6, bidirectional=True), tie_weights=True)
+    with pytest.raises(ZooError, match="tie_weights needs token inputs"):
+        from tasks.adding import AddingProblem
+
+        SequenceModel(AddingProblem().task_spec, tie_weights=True)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(corpus="ptb2"), "unknown corpus 'ptb2'; valid choices: ptb, wikitext2, ptb_char, tinyshakespeare"),
+    (dict(bptt=0), "bptt must be an integer >= 1, got 0"),
+])
+def test_bad_settings(kwargs, message):
+    with pytest.raises(ZooError, match=message):
+        LanguageModelling(**kwargs)
+
+
+def test_missing_and_corrupt_files_name_the_file(tiny_ptb, tmp_path):
+    (tiny_ptb / "ptb/ptb.valid.txt").write_text(VALID[:-5])
+    with pytest.raises(ZooError, match=r"ptb\.valid\.txt .* is \d+ bytes \(truncated\): expected ptb/ptb.valid.txt"):
+        LanguageModelling("ptb", data_dir=str(tiny_ptb))
+    (tiny_ptb / "ptb/ptb.valid.txt").write_text(VALID.replace("zebra", "zebrb"))
+    with pytest.raises(ZooError, match=r"ptb\.valid\.txt .* is corrupt or another file: sha256"):
+        LanguageModelling("ptb", data_dir=str(tiny_ptb))
+    (tiny_ptb / "ptb/ptb.valid.txt").unlink()
+    with pytest.raises(ZooError, match=r"ptb\.valid\.txt is missing from data folder"):
+        LanguageModelling("ptb", data_dir=str(tiny_ptb))
+    with pytest.raises(ZooError, match="is not a folder"):
+        LanguageModelling("ptb", data_dir=str(tmp_path / "nowhere"))
+
+
+def test_offline_without_files_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.delenv("ZOO_DATA_DIR", raising=False)
+    with pytest.raises(ZooError, match=r"ptb/ptb.train.txt .* is not in the cache .* downloads are off \(offline\)"):
+        LanguageModelling("ptb", offline=True)
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*"))
+
+
+def test_environment_variable_names_the_data_folder(tiny_ptb, monkeypatch):
+    monkeypatch.setenv("ZOO_DATA_DIR", str(tiny_ptb))
+    assert len(LanguageModelling("ptb").vocab) == 8
+
+
+def _write_hub_dataset(root, repo: str, config: str, splits: dict[str, list[str]], column: str) -> None:
+    """A dataset in the Hub's layout: parquet shards per split, configs declared in README.md."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    folder = root / repo
+    lines = ["---", "configs:", f"- config_name: {config}", "  data_files:"]
+    for split, rows in splits.items():
+        (folder / config).mkdir(parents=True, exist_ok=True)
+        pq.write_table(pa.table({column: rows}), folder / config / f"{split}-00000-of-00001.parquet")
+        lines += [f"  - split: {split}", f"    path: {config}/{split}-*"]
+    (folder / "README.md").write_text("\n".join(lines + ["---", ""]))
+
+
+def test_hub_route_rebuilds_the_original_bytes(tmp_path, monkeypatch):
+    """WikiText rows as the Hub stores them (blank lines as ""), rebuilt and checked against the file's sha256."""
+    original = {"train": " = A = \n \n a b c \n \n", "valid": " a b \n", "test": " c a \n"}
+    _register(monkeypatch, tmp_path / "originals", {f"wikitext-2/wiki.{s}.tokens": t for s, t in original.items()})
+    rows = {hub_split: [line if line != " \n" else "" for line in original[split].splitlines(keepends=True)]
+            for split, hub_split in (("train", "train"), ("valid", "validation"), ("test", "test"))}
+    _write_hub_dataset(tmp_path / "hub", "Salesforce/wikitext", "wikitext-2-v1", rows, "text")
+    monkeypatch.setenv("ZOO_HUB_ROOT", str(tmp_path / "hub"))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(datafiles, "download", _no_network)
+    dm = LanguageModelling("wikitext2", batch_size=1)
+    assert dm.vocab == ["=", "A", EOS, "a", "b", "c"]
+    for split, text in original.items():
+        assert (tmp_path / "cache" / f"wikitext-2/wiki.{split}.tokens").read_text() == text
+    assert not list((tmp_path / "cache").rglob("*.part"))
+
+
+def test_hub_rows_that_do_not_rebuild_the_file_are_rejected(tmp_path, monkeypatch):
+    _register(monkeypatch, tmp_path / "originals", {"tinyshakespeare/input.txt": "To be, or not to be\n"})
+    _write_hub_dataset(tmp_path / "hub", "karpathy/tiny_shakespeare", "default",
+                       {"train": ["To be, or not "], "validation": ["to be"], "test": ["?\n"]}, "text")
+    monkeypatch.setattr(hub, "HUB_TEXT", {**hub.HUB_TEXT, "tinyshakespeare/input.txt": hub.HubText(
+        "karpathy/tiny_shakespeare", "default", ("train", "validation", "test"), "text", hub._concatenate)})
+    monkeypatch.setenv("ZOO_HUB_ROOT", str(tmp_path / "hub"))
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    monkeypatch.setattr(datafiles, "download", _no_network)
+    with pytest.raises(ZooError, match=r"the Hub route failed too: .*rebuilt download.* sha256"):
+        LanguageModelling("tinyshakespeare")
+    assert not list((tmp_path / "cache").rglob("*.txt")) and not list((tmp_path / "cache").rglob("*.part"))
+
+
+def _no_network(f, target):
+    raise ZooError(f"could not download {f.path}: no network in this test")
+
+
+@needs_shared
+@pytest.mark.parametrize("corpus,vocab,sizes", [
+    ("ptb", 10_000, (929_589, 73_760, 82_430)),
+    ("wikitext2", 33_278, (2_088_628, 217_646, 245_569)),
+    ("ptb_char", 50, None),
+    ("tinyshakespeare", 65, (1_003_854, 55_770, 55_770)),
+])
+def test_real_corpora(corpus, vocab, sizes):
+    dm = LanguageModelling(corpus, data_dir=str(SHARED))
+    assert len(dm.vocab) == vocab
+    if sizes:
+        assert tuple(dm.ids(s).numel() for s in ("train", "valid", "test")) == sizes
+    assert dm.task_spec.metrics == (("perplexity",) if corpus in ("ptb", "wikitext2") else ("bpc",))

@@ -11,15 +11,14 @@ from __future__ import annotations
 import zoo  # noqa: F401  (first: flushes denormals before torch starts its threads)
 
 import argparse
-import json
 import logging
-import os
 import sys
 import warnings
 
 from tasks.adding import TRIVIAL_MSE, AddingProblem
 from tasks.reference import ADDING_REFERENCE, reference_recipe
 from zoo.errors import ZooError
+from zoo.files import write_json_atomic
 from zoo.module import SequenceModel
 from zoo.train import fit_and_test
 
@@ -77,10 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             )
     print(f"trivial baseline: test MSE {TRIVIAL_MSE:.4f} (always predicting 1.0); target MSE 0.01")
     if args.json:
-        tmp = f"{args.json}.tmp"
-        with open(tmp, "w") as f:
-            json.dump(rows, f, indent=2)
-        os.replace(tmp, args.json)
+        write_json_atomic(args.json, rows)
     return 0
 
 

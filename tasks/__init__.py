@@ -3,5 +3,6 @@
 from tasks.adding import AddingProblem
 from tasks.copy_memory import CopyMemory
 from tasks.language import LanguageModelling
+from tasks.mnist import SequentialMNIST
 
-__all__ = ["AddingProblem", "CopyMemory", "LanguageModelling"]
+__all__ = ["AddingProblem", "CopyMemory", "LanguageModelling", "SequentialMNIST"]

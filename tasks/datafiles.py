@@ -207,7 +207,7 @@ def write_checked(data: bytes, f: DataFile, target: Path) -> Path:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
-        verify(tmp, f, where="the rebuilt download")
+        verify(tmp, f, where=f"the copy of {f.path} rebuilt from another source (not cached)")
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

@@ -11,7 +11,7 @@ import yaml
 from zoo import runtime
 from zoo.cli import main
 
-TINY = ["--data.seq_len", "12", "--data.batch_size", "8", "--data.batches_per_epoch", "3",
+TINY = ["--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8", "--data.batches_per_epoch", "3",
         "--data.val_size", "16", "--data.test_size", "16", "--trainer.max_steps", "4",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.log_every_n_steps", "1", "--seed_everything", "0"]
@@ -56,7 +56,7 @@ def test_yaml_config_and_test_from_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "run.yaml").write_text(yaml.safe_dump({
         "model": {"backbone": {"cell": "gru", "hidden_size": 6}, "optim": {"lr": 0.01}},
-        "data": {"init_args": {"seq_len": 9}},
+        "data": {"class_path": "tasks.AddingProblem", "init_args": {"seq_len": 9}},
     }))
     assert main(["fit", "--config", "run.yaml", *TINY, "--data.seq_len", "9"]) == 0
     hparams = yaml.safe_load(next(tmp_path.glob("runs/lightning_logs/version_0/hparams.yaml")).read_text())
@@ -78,7 +78,7 @@ def _metrics_all(root: Path) -> list[dict]:
 
 def test_print_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
-        main(["fit", "--model.backbone.cell", "gru", "--print_config"])
+        main(["fit", "--data", "AddingProblem", "--model.backbone.cell", "gru", "--print_config"])
     assert exit_info.value.code == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["model"]["backbone"]["cell"] == "gru"
@@ -137,6 +137,32 @@ def test_installed_command(tmp_path):
     result = subprocess.run([str(zoo_bin), "fit", *TINY, "--model.backbone.cell", "gru"], cwd=tmp_path,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    bad = subprocess.run([str(zoo_bin), "fit", "--model.backbone.cell", "lst"], cwd=tmp_path,
+    bad = subprocess.run([str(zoo_bin), "fit", "--data", "AddingProblem", "--model.backbone.cell", "lst"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "zoo: error: unknown cell 'lst'" in bad.stderr
+
+
+def test_data_class_is_required(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--model.backbone.cell", "gru"])
+    assert exit_info.value.code == 2
+    assert "the following arguments are required: fit.data" in capsys.readouterr().err
+
+
+def test_another_task_does_not_inherit_adding_defaults(tmp_path, monkeypatch, capsys):
+    """Choosing a DataModule takes that class's own defaults, whatever came before it."""
+    with pytest.raises(SystemExit):
+        main(["fit", "--data", "tasks.LanguageModelling", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["init_args"]["batch_size"] == 20 and printed["data"]["init_args"]["eval_batch_size"] == 10
+
+
+def test_fit_copy_memory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    args = ["fit", "--data", "tasks.CopyMemory", "--data.seq_len", "5", "--data.batch_size", "8",
+            "--data.batches_per_epoch", "2", "--data.val_size", "8", "--data.test_size", "8",
+            "--model.backbone.cell", "gru", "--model.backbone.hidden_size", "8", "--trainer.max_steps", "2",
+            "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false"]
+    assert main(args) == 0
+    losses = [float(row["train_loss"]) for row in _metrics(tmp_path) if row.get("train_loss")]
+    assert losses and all(math.isfinite(v) for v in losses)

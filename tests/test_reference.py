@@ -29,7 +29,7 @@ def test_reference_table(tmp_path, capsys):
         assert row["steps"] == 3 and row["seq_len"] == 20 and math.isfinite(row["test_mse"])
         assert 0.0 <= row["test_accuracy"] <= 1.0
         assert row["model"] in printed
-    assert not list(tmp_path.glob("*.tmp"))
+    assert [p.name for p in tmp_path.iterdir()] == ["rows.json"]  # no temporary file left
 
 
 def test_unknown_model_is_one_clear_error():

@@ -1,11 +1,12 @@
 """The ``zoo`` command: Lightning's CLI for fit / validate / test / predict.
 
-    zoo fit --data.seq_len 200 --model.backbone.cell gru --trainer.max_steps 2000
+    zoo fit --data AddingProblem --data.seq_len 200 --model.backbone.cell gru --trainer.max_steps 2000
     zoo fit --config run.yaml --print_config
 
 The model is ``SequenceModel``; its ``task`` is not an option but is taken from the
 DataModule's ``task_spec`` once the data is built, so the head and loss always match
-the data. ``--data`` picks the DataModule class (default: the adding problem).
+the data. ``--data`` picks the DataModule class (e.g. ``AddingProblem``, ``CopyMemory``,
+``SequentialMNIST``, ``LanguageModelling``); it is required.
 """
 
 from __future__ import annotations
@@ -25,9 +26,6 @@ from zoo.runtime import flush_denormal_default, set_flush_denormal
 
 import tasks  # noqa: F401  (registers the DataModules for --data)
 
-DEFAULT_DATA = "tasks.adding.AddingProblem"
-
-
 class ZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument(
@@ -38,7 +36,9 @@ class ZooCLI(LightningCLI):
             "keeping them can make a long-sequence step 10x slower.",
         )
         parser.link_arguments("data.task_spec", "model.task", apply_on="instantiate")
-        parser.set_defaults({"data": {"class_path": DEFAULT_DATA}})
+        # No default DataModule: jsonargparse keeps a default class's init_args that the
+        # class chosen later also accepts (batch_size, eval_batch_size...), so a default
+        # AddingProblem would silently set the batch size of every other task.
 
     def _parse_ckpt_path(self) -> None:
         """Apply a checkpoint's model hyperparameters to the config, as Lightning does, but for the task.

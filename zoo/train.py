@@ -84,9 +84,9 @@ def fit_and_test(
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[watch],
     )
     kwargs.update(trainer_kwargs or {})
+    kwargs["callbacks"] = [watch, *kwargs.get("callbacks", [])]
     trainer = L.Trainer(**kwargs)
     start = time.perf_counter()
     trainer.fit(model, datamodule=data)

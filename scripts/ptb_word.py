@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=13)
     parser.add_argument("--data_dir", default=None, help="folder of the original files (default: ../shared/data if present)")
     parser.add_argument("--limit_train_batches", type=float, default=1.0)
+    parser.add_argument("--limit_eval_batches", type=float, default=1.0, help="validation and test windows (smoke runs)")
     parser.add_argument("--eval_batch_size", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tie_weights", action="store_true", help="not in the paper's recipe; off by default")
@@ -82,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         clip_val=0.25,
         stop_at_target=False,
         trainer_kwargs={"max_epochs": args.epochs, "limit_train_batches": args.limit_train_batches,
+                        "limit_val_batches": args.limit_eval_batches, "limit_test_batches": args.limit_eval_batches,
                         "callbacks": [EpochReport()]},
     )
     test_ppl = result.test["perplexity"]

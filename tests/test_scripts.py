@@ -1,0 +1,40 @@
+"""The long-job scripts, run for a few steps as a user would run them."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tasks.datafiles import shared_data_dir
+
+ROOT = Path(__file__).resolve().parent.parent
+needs_shared = pytest.mark.skipif(shared_data_dir() is None, reason="../shared/data is not beside this checkout")
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
+
+
+@needs_shared
+def test_ptb_word_smoke():
+    result = _run("scripts/ptb_word.py", "--epochs", "1", "--limit_train_batches", "3", "--limit_eval_batches", "2")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "PTB word, vocab 10000, 2x200 LSTM, 4,653,200 parameters" in result.stdout
+    assert "epoch  1  lr 20.0000" in result.stdout
+    assert "test perplexity" in result.stdout and "published anchor 115.9" in result.stdout
+
+
+@needs_shared
+def test_smnist_smoke():
+    result = _run("scripts/smnist.py", "--variant", "row", "--limit_train_batches", "2", "--max_epochs", "1",
+                  "--limit_eval_batches", "1", "--data_dir", str(shared_data_dir()))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "test accuracy" in result.stdout and "trivial baseline 0.1135" in result.stdout
+
+
+def test_denormal_speed_smoke():
+    result = _run("scripts/denormal_speed.py", "--cell", "gru", "--batch", "4", "--seq_len", "20", "--hidden", "8",
+                  "--reps", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "denormals flushed:" in result.stdout and "speed-up from flushing:" in result.stdout

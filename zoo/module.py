@@ -109,6 +109,7 @@ class SequenceModel(L.LightningModule):
         self.val_metrics = build_metrics(self.task, prefix="val_")
         self.test_metrics = build_metrics(self.task, prefix="test_")
         self._state: Any = None  # the recurrent state carried between batches of a stateful task
+        self._train_state: Any = None  # training's state, set aside while validation runs
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
@@ -159,7 +160,7 @@ class SequenceModel(L.LightningModule):
         self._train_state, self._state = self._state, None  # evaluation reads its own streams from a zero state
 
     def on_validation_epoch_end(self) -> None:
-        self._state = getattr(self, "_train_state", None)  # training resumes where its windows left off
+        self._state = self._train_state  # training resumes where its windows left off
 
     def on_test_epoch_start(self) -> None:
         self._state = None

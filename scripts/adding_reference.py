@@ -20,7 +20,7 @@ from tasks.reference import ADDING_REFERENCE, reference_recipe
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.module import SequenceModel
-from zoo.train import fit_and_test
+from zoo.train import fit_and_test, seed_run
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     for seq_len in args.seq_len:
         for recipe in recipes:
             data = datasets[seq_len]
+            seed_run(args.seed)  # a row's initial weights depend on its seed alone, not on the rows before it
             model = SequenceModel(data.task_spec, recipe.backbone, recipe.optim)
             result = fit_and_test(
                 model,

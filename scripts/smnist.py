@@ -32,7 +32,7 @@ from zoo.files import write_json_atomic
 from zoo.models.rnn import RNNConfig
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
-from zoo.train import StopAtTarget
+from zoo.train import StopAtTarget, seed_run
 
 
 class EpochTimer(Callback):
@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         data = SequentialMNIST(variant=args.variant, permuted=args.permuted, permutation_seed=args.permutation_seed,
                                batch_size=args.batch_size, data_dir=args.data_dir, offline=args.offline or None)
+        seed_run(args.seed)
         model = SequenceModel(data.task_spec, RNNConfig(cell="lstm", hidden_size=args.hidden_size),
                               OptimConfig(name="adam", lr=args.lr))
     except ZooError as err:
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
 
     task = data.task_spec
     timer, watch = EpochTimer(), StopAtTarget(task, stop=args.stop_at_target)
-    L.seed_everything(args.seed, workers=True, verbose=False)
+    seed_run(args.seed)  # again, so training draws the same numbers whatever building the model drew
     trainer = L.Trainer(
         max_epochs=args.max_epochs,
         max_time=datetime.timedelta(minutes=args.max_minutes),

@@ -163,3 +163,20 @@ def test_checkpoint_round_trip(tmp_path):
     assert loaded.backbone_config == model.backbone_config and loaded.task == model.task
     x = torch.randn(3, 10, 2)
     torch.testing.assert_close(loaded.eval()(x), model.eval()(x))
+
+
+def test_io_dropout_drops_embedding_and_decoder_input_in_training_only():
+    lm = TaskSpec(name="lm", input_size=11, output_size=11, head="every", input_kind="tokens", stateful=True,
+                  loss="cross_entropy", metrics=("perplexity",), target_metric="perplexity")
+    x = torch.randint(0, 11, (3, 5))
+    model = SequenceModel(lm, RNNConfig(cell="gru", hidden_size=8), io_dropout=0.5)
+    model.eval()
+    torch.testing.assert_close(model(x), model(x))
+    model.train()
+    torch.manual_seed(0)
+    a = model(x)
+    torch.manual_seed(1)
+    assert not torch.allclose(a, model(x))
+    assert isinstance(SequenceModel(lm, RNNConfig(cell="gru", hidden_size=8)).io_dropout, torch.nn.Identity)
+    with pytest.raises(ZooError, match=r"io_dropout must be a number >= 0.0 and < 1.0, got 1.5"):
+        SequenceModel(lm, RNNConfig(cell="gru", hidden_size=8), io_dropout=1.5)

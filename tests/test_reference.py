@@ -37,3 +37,15 @@ def test_unknown_model_is_one_clear_error():
     assert result.returncode == 2
     assert "unknown reference model 'lstm_9x9'; valid choices: lstm_1x128, gru_1x128, rnn_tanh_1x128, irnn_1x128" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_rows_weights_depend_on_its_seed_alone(tmp_path):
+    """The same model and seed give the same row whether or not other models were built before it."""
+    script = _script()
+    args = ["--max_steps", "2", "--test_size", "64", "--seq_len", "10"]
+    script.main([*args, "--models", "lstm_1x128", "--json", str(tmp_path / "alone.json")])
+    script.main([*args, "--models", "gru_1x128", "lstm_1x128", "--json", str(tmp_path / "after.json")])
+    alone = json.loads((tmp_path / "alone.json").read_text())[0]
+    after = json.loads((tmp_path / "after.json").read_text())[1]
+    assert after["model"] == "lstm_1x128"
+    assert after["test_mse"] == alone["test_mse"]

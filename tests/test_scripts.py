@@ -1,5 +1,6 @@
 """The long-job scripts, run for a few steps as a user would run them."""
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -18,9 +19,9 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 @needs_shared
 def test_ptb_word_smoke():
-    result = _run("scripts/ptb_word.py", "--epochs", "1", "--limit_train_batches", "3", "--limit_eval_batches", "2")
+    result = _run("scripts/word_lm.py", "--epochs", "1", "--limit_train_batches", "3", "--limit_eval_batches", "2")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "PTB word, vocab 10000, 2x200 LSTM, 4,653,200 parameters" in result.stdout
+    assert "ptb_small: ptb word, vocab 10000, 2x200 LSTM, 4,653,200 parameters" in result.stdout
     assert "epoch  1  lr 20.0000" in result.stdout
     assert "test perplexity" in result.stdout and "published anchor 115.9" in result.stdout
 
@@ -38,3 +39,20 @@ def test_denormal_speed_smoke():
                   "--reps", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "denormals flushed:" in result.stdout and "speed-up from flushing:" in result.stdout
+
+
+@needs_shared
+def test_wikitext2_recipe_smoke(tmp_path):
+    out = tmp_path / "wt2.json"
+    result = _run("scripts/word_lm.py", "--recipe", "wikitext2_examples", "--epochs", "1", "--limit_train_batches", "2",
+                  "--limit_eval_batches", "1", "--json", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "wikitext2_examples: wikitext2 word, vocab 33278, 2x200 LSTM" in result.stdout
+    row = json.loads(out.read_text())
+    assert row["anchor"] == 100.3 and row["steps"] == 2 and row["test_perplexity"] > 1
+
+
+def test_word_lm_unknown_recipe():
+    result = _run("scripts/word_lm.py", "--recipe", "ptb_huge")
+    assert result.returncode == 2
+    assert "unknown language-model recipe 'ptb_huge'; valid choices: ptb_small, wikitext2_examples" in result.stderr

@@ -51,6 +51,12 @@ class SequenceModel(L.LightningModule):
     hidden size). ``tie_weights`` shares the embedding matrix with the every-step
     decoder (Press & Wolf 2017; Inan et al. 2017), which needs the embedding size to
     equal the backbone's output size.
+
+    ``io_dropout`` drops out the two non-recurrent connections outside the stack, the
+    embedded tokens going in and the features the head reads, as Zaremba et al. (2014)
+    and pytorch/examples' ``word_language_model`` do; the backbone's own ``dropout``
+    acts between its layers. Dense inputs (the adding problem, MNIST pixels) are never
+    dropped: only what the head reads is.
     """
 
     def __init__(
@@ -62,6 +68,7 @@ class SequenceModel(L.LightningModule):
         l2: float = 0.0,
         embedding_size: int | None = None,
         tie_weights: bool = False,
+        io_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         self.task = TaskSpec.coerce(task)
@@ -69,6 +76,7 @@ class SequenceModel(L.LightningModule):
         self.optim_config = OptimConfig.coerce(optim)
         self.l1 = check_float("l1", l1, low=0.0)
         self.l2 = check_float("l2", l2, low=0.0)
+        io_dropout = check_float("io_dropout", io_dropout, low=0.0, high=1.0, high_open=True)
         if self.task.input_kind != "tokens" and embedding_size is not None:
             raise ZooError(f"embedding_size {embedding_size} was given, but task {self.task.name!r} has dense inputs, "
                            "not tokens; leave embedding_size unset")
@@ -86,11 +94,14 @@ class SequenceModel(L.LightningModule):
                 "l2": self.l2,
                 "embedding_size": embedding_size,
                 "tie_weights": bool(tie_weights),
+                "io_dropout": io_dropout,
             }
         )
         self.embedding = nn.Embedding(self.task.input_size, embedding_size) if embedding_size else None
         self.backbone = RNNBackbone(embedding_size or self.task.input_size, self.backbone_config)
         self.head = nn.Linear(self.backbone.output_size, self.task.output_size)
+        # Identity when off, so a run without it draws no random numbers for it.
+        self.io_dropout = nn.Dropout(io_dropout) if io_dropout else nn.Identity()
         if tie_weights:
             if self.embedding is None or self.task.head != "every" or self.task.input_size != self.task.output_size:
                 raise ZooError("tie_weights needs token inputs and an every-step decoder over the same vocabulary, "
@@ -119,11 +130,11 @@ class SequenceModel(L.LightningModule):
     def run(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """The output the task's head gives, and the final recurrent state."""
         if self.embedding is not None:
-            x = self.embedding(x)  # (B, T) -> (B, T, E)
+            x = self.io_dropout(self.embedding(x))  # (B, T) -> (B, T, E)
         outputs, state = self.backbone(x, state)  # (B, T, D*H)
         if self.task.head == "every":
-            return self.head(outputs), state  # (B, T, O)
-        out = self.head(self.backbone.last_features(state))  # (B, O)
+            return self.head(self.io_dropout(outputs)), state  # (B, T, O)
+        out = self.head(self.io_dropout(self.backbone.last_features(state)))  # (B, O)
         if self.task.loss == "mse" and self.task.output_size == 1:
             out = out.squeeze(-1)  # (B,)
         return out, state

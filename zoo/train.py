@@ -18,6 +18,17 @@ from zoo.module import SequenceModel
 from zoo.task_spec import TaskSpec
 
 
+def seed_run(seed: int) -> None:
+    """Seed torch, numpy and Python for one run; call it before building the model.
+
+    torch seeds itself from the OS at start-up, so a model built before this call gets
+    different initial weights in every process, and one built after another model's
+    construction depends on that model: seeding right before each build makes a
+    run's weights a function of its seed alone.
+    """
+    L.seed_everything(seed, workers=True, verbose=False)
+
+
 class StopAtTarget(Callback):
     """Notes the first validation at which the task's target is met, and may stop the run there."""
 
@@ -69,8 +80,12 @@ def fit_and_test(
     deterministic: bool = True,
     trainer_kwargs: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Fit ``model`` for at most ``max_steps`` optimizer steps, then score it on the test set."""
-    L.seed_everything(seed, workers=True, verbose=False)
+    """Fit ``model`` for at most ``max_steps`` optimizer steps, then score it on the test set.
+
+    Build ``model`` right after ``seed_run(seed)``: this seeds again for training (data
+    order, dropout, fresh batches) but cannot reach back to the initial weights.
+    """
+    seed_run(seed)
     watch = StopAtTarget(model.task, stop=stop_at_target)
     kwargs: dict[str, Any] = dict(
         max_steps=max_steps,

@@ -32,7 +32,8 @@ from zoo.files import write_json_atomic
 from zoo.models.rnn import RNNConfig
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
-from zoo.train import StopAtTarget, seed_run
+from zoo.diagnostics import ConvergenceMonitor
+from zoo.train import seed_run
 
 
 class EpochTimer(Callback):
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="lightning")
 
     task = data.task_spec
-    timer, watch = EpochTimer(), StopAtTarget(task, stop=args.stop_at_target)
+    timer, watch = EpochTimer(), ConvergenceMonitor(task, stop=args.stop_at_target)
     seed_run(args.seed)  # again, so training draws the same numbers whatever building the model drew
     trainer = L.Trainer(
         max_epochs=args.max_epochs,

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 
-from zoo.errors import ZooError, check_float, check_int
+from zoo.errors import ZooError, check_choice, check_float, check_int
 from zoo.metrics import build_metrics
 from zoo.models.rnn import RNNBackbone, RNNConfig
 from zoo.optim import OptimConfig, build_optimizer, build_schedule
@@ -29,6 +29,7 @@ from zoo.task_spec import TaskSpec
 
 
 EMBEDDING_INIT_RANGE = 0.1
+NONFINITE_POLICIES = ("stop", "skip")  # what a non-finite loss or gradient does to the run
 
 
 class DivergedError(ZooError):
@@ -52,6 +53,11 @@ class SequenceModel(L.LightningModule):
     decoder (Press & Wolf 2017; Inan et al. 2017), which needs the embedding size to
     equal the backbone's output size.
 
+    ``nonfinite`` says what a non-finite training loss or gradient does: ``stop`` ends
+    the run at once with "diverged at step k: reason" (a ``DivergedError``, which the
+    runners turn into a record that says so); ``skip`` drops that step's update and
+    counts it in ``skipped_steps``. Either way no weight is ever updated from a NaN.
+
     ``io_dropout`` drops out the two non-recurrent connections outside the stack, the
     embedded tokens going in and the features the head reads, as Zaremba et al. (2014)
     and pytorch/examples' ``word_language_model`` do; the backbone's own ``dropout``
@@ -69,6 +75,7 @@ class SequenceModel(L.LightningModule):
         embedding_size: int | None = None,
         tie_weights: bool = False,
         io_dropout: float = 0.0,
+        nonfinite: str = "stop",
     ) -> None:
         super().__init__()
         self.task = TaskSpec.coerce(task)
@@ -77,6 +84,7 @@ class SequenceModel(L.LightningModule):
         self.l1 = check_float("l1", l1, low=0.0)
         self.l2 = check_float("l2", l2, low=0.0)
         io_dropout = check_float("io_dropout", io_dropout, low=0.0, high=1.0, high_open=True)
+        self.nonfinite = check_choice("nonfinite", nonfinite, NONFINITE_POLICIES)
         if self.task.input_kind != "tokens" and embedding_size is not None:
             raise ZooError(f"embedding_size {embedding_size} was given, but task {self.task.name!r} has dense inputs, "
                            "not tokens; leave embedding_size unset")
@@ -95,6 +103,7 @@ class SequenceModel(L.LightningModule):
                 "embedding_size": embedding_size,
                 "tie_weights": bool(tie_weights),
                 "io_dropout": io_dropout,
+                "nonfinite": self.nonfinite,
             }
         )
         self.embedding = nn.Embedding(self.task.input_size, embedding_size) if embedding_size else None
@@ -121,6 +130,8 @@ class SequenceModel(L.LightningModule):
         self.test_metrics = build_metrics(self.task, prefix="test_")
         self._state: Any = None  # the recurrent state carried between batches of a stateful task
         self._train_state: Any = None  # training's state, set aside while validation runs
+        self.skipped_steps = 0  # steps dropped under nonfinite="skip"
+        self.grad_norms: dict[str, torch.Tensor] = {}  # this step's gradient norm per parameter, before clipping
 
     # ----------------------------------------------------------------- forward
     def forward(self, x: torch.Tensor, state: Any = None) -> torch.Tensor:
@@ -129,15 +140,27 @@ class SequenceModel(L.LightningModule):
 
     def run(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
         """The output the task's head gives, and the final recurrent state."""
-        if self.embedding is not None:
-            x = self.io_dropout(self.embedding(x))  # (B, T) -> (B, T, E)
-        outputs, state = self.backbone(x, state)  # (B, T, D*H)
+        outputs, state = self.backbone(self.embed(x), state)  # (B, T, D*H)
+        return self.read_out(outputs, state), state
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """What the backbone reads: token ids through the embedding, dense inputs as they are."""
+        if self.embedding is None:
+            return x  # (B, T, I)
+        return self.io_dropout(self.embedding(x))  # (B, T) -> (B, T, E)
+
+    def read_out(self, outputs: torch.Tensor, state: Any) -> torch.Tensor:
+        """The head on the backbone's outputs (B, T, D*H) and final state: (B, T, O), (B, O) or (B,).
+
+        Apart from ``run`` so that the diagnostics can feed it the states of their own
+        unrolled copy of the backbone.
+        """
         if self.task.head == "every":
-            return self.head(self.io_dropout(outputs)), state  # (B, T, O)
+            return self.head(self.io_dropout(outputs))  # (B, T, O)
         out = self.head(self.io_dropout(self.backbone.last_features(state)))  # (B, O)
         if self.task.loss == "mse" and self.task.output_size == 1:
             out = out.squeeze(-1)  # (B,)
-        return out, state
+        return out
 
     @staticmethod
     def _flat(out: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -189,17 +212,41 @@ class SequenceModel(L.LightningModule):
         return total
 
     # ----------------------------------------------------------------- steps
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
         loss = self.task_loss(self._step_output(x), y)
-        self.log("train_loss", loss, prog_bar=True)
         penalty = self.penalty()
+        total = loss if penalty is None else loss + penalty
+        if not torch.isfinite(total):
+            what = "training loss" if penalty is None or not torch.isfinite(loss) else "weight penalty"
+            self.on_nonfinite(f"{what} is {(loss if what == 'training loss' else penalty).item()}")
+            return None  # skipped: Lightning runs no backward and no optimizer step for this batch
+        self.log("train_loss", loss, prog_bar=True)
         if penalty is not None:
             self.log("train_penalty", penalty)
-            loss = loss + penalty
-        if not torch.isfinite(loss):
-            raise DivergedError(f"diverged at step {self.global_step}: training loss is {loss.item()}")
-        return loss
+        return total
+
+    def on_nonfinite(self, reason: str) -> None:
+        """Apply the ``nonfinite`` policy: raise "diverged at step k: reason", or count a skipped step."""
+        if self.nonfinite == "stop":
+            raise DivergedError(f"diverged at step {self.global_step}: {reason}")
+        self.skipped_steps += 1
+        self._state = None  # a stateful task's carried state came out of the same bad numbers
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """Gradient norms per parameter before clipping (Lightning clips after this hook), checked for NaN/inf."""
+        self.grad_norms = {
+            name: torch.linalg.vector_norm(p.grad) for name, p in self.named_parameters() if p.grad is not None
+        }
+        if not self.grad_norms:
+            return
+        if torch.isfinite(torch.stack(list(self.grad_norms.values()))).all():
+            return
+        bad = next(name for name, norm in self.grad_norms.items() if not torch.isfinite(norm))
+        self.on_nonfinite(f"non-finite gradient in {bad}")
+        self.grad_norms = {}  # nothing of this step reaches the statistics
+        for p in self.parameters():
+            p.grad = None  # the optimizer leaves a parameter without a gradient untouched: the step is dropped
 
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch

@@ -12,10 +12,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback
 
-from zoo.module import SequenceModel
-from zoo.task_spec import TaskSpec
+from zoo.diagnostics import ConvergenceMonitor, default_diagnostics, summarize
+from zoo.module import DivergedError, SequenceModel
 
 
 def seed_run(seed: int) -> None:
@@ -29,32 +28,6 @@ def seed_run(seed: int) -> None:
     L.seed_everything(seed, workers=True, verbose=False)
 
 
-class StopAtTarget(Callback):
-    """Notes the first validation at which the task's target is met, and may stop the run there."""
-
-    def __init__(self, task: TaskSpec, stop: bool = True) -> None:
-        self.key = f"val_{task.target_metric}"
-        self.target, self.mode, self.stop = task.target, task.target_mode, stop
-        self.step: int | None = None
-        self.seconds: float | None = None
-        self._start = time.perf_counter()
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
-
-    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.target is None or trainer.sanity_checking or self.step is not None:
-            return
-        value = trainer.callback_metrics.get(self.key)
-        if value is None:
-            return
-        value = float(value)
-        if (value <= self.target) if self.mode == "min" else (value >= self.target):
-            self.step, self.seconds = trainer.global_step, time.perf_counter() - self._start
-            if self.stop:
-                trainer.should_stop = True
-
-
 @dataclass
 class RunResult:
     steps: int
@@ -62,6 +35,8 @@ class RunResult:
     steps_to_target: int | None
     seconds_to_target: float | None
     test: dict[str, float] = field(default_factory=dict)
+    diverged: str | None = None  # "diverged at step k: reason"; then there is no test result
+    diagnostics: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reached_target(self) -> bool:
@@ -79,6 +54,7 @@ def fit_and_test(
     stop_at_target: bool = True,
     deterministic: bool = True,
     trainer_kwargs: dict[str, Any] | None = None,
+    diagnostics: bool = False,
 ) -> RunResult:
     """Fit ``model`` for at most ``max_steps`` optimizer steps, then score it on the test set.
 
@@ -86,7 +62,9 @@ def fit_and_test(
     order, dropout, fresh batches) but cannot reach back to the initial weights.
     """
     seed_run(seed)
-    watch = StopAtTarget(model.task, stop=stop_at_target)
+    monitors = (default_diagnostics(model.task, stop_at_target=stop_at_target) if diagnostics
+                else [ConvergenceMonitor(model.task, stop=stop_at_target)])
+    watch = next(m for m in monitors if isinstance(m, ConvergenceMonitor))
     kwargs: dict[str, Any] = dict(
         max_steps=max_steps,
         max_epochs=-1,
@@ -101,16 +79,22 @@ def fit_and_test(
         num_sanity_val_steps=0,
     )
     kwargs.update(trainer_kwargs or {})
-    kwargs["callbacks"] = [watch, *kwargs.get("callbacks", [])]
+    kwargs["callbacks"] = [*monitors, *kwargs.get("callbacks", [])]
     trainer = L.Trainer(**kwargs)
     start = time.perf_counter()
-    trainer.fit(model, datamodule=data)
+    diverged = None
+    try:
+        trainer.fit(model, datamodule=data)
+    except DivergedError as err:  # a result, not a crash: reported, and nothing is tested
+        diverged = str(err)
     seconds = time.perf_counter() - start
-    tested = trainer.test(model, datamodule=data, verbose=False)[0]
+    tested = {} if diverged else trainer.test(model, datamodule=data, verbose=False)[0]
     return RunResult(
         steps=trainer.global_step,
         seconds=seconds,
         steps_to_target=watch.step,
         seconds_to_target=watch.seconds,
         test={k.removeprefix("test_"): float(v) for k, v in tested.items()},
+        diverged=diverged,
+        diagnostics=summarize(monitors, model),
     )

@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     result = fit_and_test(model, data, max_steps=-1, seed=args.seed, clip_val=recipe.clip_val,
                           stop_at_target=False, trainer_kwargs=trainer_kwargs)
     test_ppl = result.test["perplexity"]
-    device = str(model.device)
+    device = result.device
     print(f"test perplexity {test_ppl:.2f} (published anchor {recipe.anchor}; unigram baseline "
           f"{data.task_spec.baselines['perplexity']:.1f}); {len(report.rows)} epochs, {result.steps} steps, "
           f"{result.seconds / 60:.1f} min training on {device}")

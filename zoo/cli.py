@@ -2,6 +2,7 @@
 
     zoo fit --data AddingProblem --data.seq_len 200 --model.backbone.cell gru --trainer.max_steps 2000
     zoo fit --config run.yaml --print_config
+    zoo plot runs/lightning_logs/version_0 --out figures/
 
 The model is ``SequenceModel``; its ``task`` is not an option but is taken from the
 DataModule's ``task_spec`` once the data is built, so the head and loss always match
@@ -20,6 +21,7 @@ import lightning as L
 import torch
 from lightning.pytorch.cli import LightningCLI
 
+from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, default_diagnostics
 from zoo.errors import ZooError
 from zoo.module import SequenceModel
 from zoo.runtime import flush_denormal_default, set_flush_denormal
@@ -34,6 +36,19 @@ class ZooCLI(LightningCLI):
             default=flush_denormal_default(),
             help="Flush denormal floats to zero on the CPU (default true, or ZOO_FLUSH_DENORMAL); "
             "keeping them can make a long-sequence step 10x slower.",
+        )
+        parser.add_argument(
+            "--diagnostics",
+            type=bool,
+            default=True,
+            help="Stability, convergence, gradient-over-time and spectral monitors (zoo.diagnostics); "
+            "they log through the trainer's loggers.",
+        )
+        parser.add_argument(
+            "--diagnostics_every_n_steps",
+            type=int,
+            default=DEFAULT_EVERY_N_STEPS,
+            help="How often the gradient-over-time probe and the spectra are measured.",
         )
         parser.link_arguments("data.task_spec", "model.task", apply_on="instantiate")
         # No default DataModule: jsonargparse keeps a default class's init_args that the
@@ -64,6 +79,14 @@ class ZooCLI(LightningCLI):
         set_flush_denormal(bool(config.flush_denormal))
 
 
+    def before_fit(self) -> None:
+        config = self.config[self.subcommand]
+        if config.diagnostics:
+            self.trainer.callbacks.extend(
+                default_diagnostics(self.model.task, every_n_steps=config.diagnostics_every_n_steps)
+            )
+
+
 def run_cli(args: list[str] | None = None) -> ZooCLI:
     return ZooCLI(
         SequenceModel,
@@ -89,7 +112,12 @@ def _zoo_error(err: BaseException) -> ZooError | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
     try:
+        if args[:1] == ["plot"]:
+            from zoo.plots import main as plot_main  # matplotlib only when plotting
+
+            return plot_main(args[1:])
         run_cli(argv)
     except Exception as err:
         cause = _zoo_error(err)

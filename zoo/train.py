@@ -35,6 +35,7 @@ class RunResult:
     steps_to_target: int | None
     seconds_to_target: float | None
     test: dict[str, float] = field(default_factory=dict)
+    device: str = "cpu"  # where it trained (Lightning moves the model back to the CPU when it is done)
     diverged: str | None = None  # "diverged at step k: reason"; then there is no test result
     diagnostics: dict[str, Any] = field(default_factory=dict)
 
@@ -95,6 +96,7 @@ def fit_and_test(
         steps_to_target=watch.step,
         seconds_to_target=watch.seconds,
         test={k.removeprefix("test_"): float(v) for k, v in tested.items()},
+        device=str(trainer.strategy.root_device),
         diverged=diverged,
         diagnostics=summarize(monitors, model),
     )

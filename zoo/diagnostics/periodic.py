@@ -40,7 +40,8 @@ class PeriodicProbe(Callback):
             self.measure(trainer, pl_module)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.measure(trainer, pl_module)
+        if not (self.history and self.history[-1]["step"] == trainer.global_step):  # not measured at this step yet
+            self.measure(trainer, pl_module)
 
     def state_dict(self) -> dict[str, Any]:
         return {"history": self.history}

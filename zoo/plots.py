@@ -1,0 +1,188 @@
+"""PNG figures from logged runs (matplotlib): curves, stability, gradients through time, spectra, lengths.
+
+A run is a logger folder as ``zoo fit`` leaves it (``runs/lightning_logs/version_N``):
+``metrics.csv`` from the CSV logger and, when the gradient probe ran,
+``grad_over_time.json``. Non-finite values are dropped before anything is drawn, so a
+diverged run never stretches an axis to infinity.
+
+    zoo plot runs/lightning_logs/version_0 runs/lightning_logs/version_1 --labels lstm gru --out figures/
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display is needed or wanted
+import matplotlib.pyplot as plt  # noqa: E402
+
+from zoo.errors import ZooError  # noqa: E402
+
+Series = list[tuple[int, float]]  # (step, value), finite values only
+
+
+@dataclass
+class Run:
+    label: str
+    metrics: dict[str, Series] = field(default_factory=dict)
+    gradients: list[dict] = field(default_factory=list)  # grad_over_time.json: [{"step", "norms": {"l0": [...]}}]
+
+
+def read_metrics(path: Path) -> dict[str, Series]:
+    """Every column of a CSV logger's ``metrics.csv`` as (step, value) pairs, blanks and non-finite values left out."""
+    columns: dict[str, Series] = {}
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            step = int(float(row.get("step") or 0))
+            for key, text in row.items():
+                if key in ("step", "epoch") or not text:
+                    continue
+                value = float(text)
+                if math.isfinite(value):
+                    columns.setdefault(key, []).append((step, value))
+    return columns
+
+
+def load_run(folder: str | Path, label: str | None = None) -> Run:
+    folder = Path(folder)
+    metrics_file, gradients_file = folder / "metrics.csv", folder / "grad_over_time.json"
+    if not metrics_file.is_file() and not gradients_file.is_file():
+        raise ZooError(f"{folder} holds no logged run: expected metrics.csv (CSV logger) or grad_over_time.json")
+    run = Run(label or folder.name)
+    if metrics_file.is_file():
+        run.metrics = read_metrics(metrics_file)
+    if gradients_file.is_file():
+        try:
+            run.gradients = json.loads(gradients_file.read_text())
+        except json.JSONDecodeError as err:
+            raise ZooError(f"{gradients_file} is not valid JSON ({err}); was the run interrupted while writing it?") from err
+    return run
+
+
+def _save(fig, out: Path) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp.png")
+    fig.savefig(tmp, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(out)  # a reader never sees half a PNG
+    return out
+
+
+def _draw(ax, series: Series, label: str, **kw) -> bool:
+    if not series:
+        return False
+    steps, values = zip(*series)
+    ax.plot(steps, values, label=label, **kw)
+    return True
+
+
+def plot_curves(runs: list[Run], out: Path) -> Path | None:
+    """Training loss, and every validation metric, against the step."""
+    val_keys = sorted({k for run in runs for k in run.metrics if k.startswith("val_")})
+    keys = ["train_loss", *val_keys]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    drawn = False
+    for ax, key in zip(axes[0], keys):
+        for run in runs:
+            drawn |= _draw(ax, run.metrics.get(key, []), run.label)
+        ax.set(title=key, xlabel="step")
+        if key.endswith(("loss", "mse", "perplexity")):
+            ax.set_yscale("log")
+        ax.legend()
+    return _save(fig, out) if drawn else plt.close(fig)
+
+
+def plot_stability(runs: list[Run], out: Path) -> Path | None:
+    """Global gradient norm before clipping (log scale) and the share of clipped steps."""
+    fig, (norm_ax, clip_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    drawn = False
+    for run in runs:
+        drawn |= _draw(norm_ax, run.metrics.get("stability/grad_norm", []), run.label)
+        _draw(clip_ax, run.metrics.get("stability/clip_share", []), run.label)
+    norm_ax.set(title="gradient norm before clipping", xlabel="step", yscale="log")
+    clip_ax.set(title="share of steps clipped", xlabel="step", ylim=(-0.02, 1.02))
+    norm_ax.legend()
+    clip_ax.legend()
+    return _save(fig, out) if drawn else plt.close(fig)
+
+
+def plot_gradients_over_time(runs: list[Run], out: Path, layer: str = "l0", title: str = "") -> Path | None:
+    """‖∂L/∂h_t‖ against t on a log scale: at initialization (left) and after training (right)."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    drawn = False
+    for run in runs:
+        if not run.gradients:
+            continue
+        for ax, entry in zip(axes, (run.gradients[0], run.gradients[-1])):
+            norms = entry["norms"].get(layer, [])
+            points = [(t + 1, v) for t, v in enumerate(norms) if v > 0 and math.isfinite(v)]
+            drawn |= _draw(ax, points, f"{run.label} (step {entry['step']})")
+    for ax, when in zip(axes, ("at initialization", "after training")):
+        ax.set(title=f"‖∂L/∂h_t‖ {when}", xlabel="t", yscale="log")
+        ax.legend(fontsize=8)
+    axes[0].set_ylabel(f"gradient norm, layer {layer}")
+    if title:
+        fig.suptitle(title)
+    return _save(fig, out) if drawn else plt.close(fig)
+
+
+def plot_spectra(runs: list[Run], out: Path) -> Path | None:
+    """The largest spectral radius among each run's recurrent blocks, over training."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = False
+    for run in runs:
+        by_step: dict[int, float] = {}
+        for key, series in run.metrics.items():
+            if key.startswith("spectral/") and key.endswith("/radius"):
+                for step, value in series:
+                    by_step[step] = max(by_step.get(step, 0.0), value)
+        drawn |= _draw(ax, sorted(by_step.items()), run.label, marker="o")
+    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
+    ax.set(title="largest spectral radius of W_hh blocks", xlabel="step")
+    ax.legend()
+    return _save(fig, out) if drawn else plt.close(fig)
+
+
+def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None) -> Path:
+    """A test metric against the sequence length, one line per model ({label: {T: value}})."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label, by_length in results.items():
+        _draw(ax, sorted((t, v) for t, v in by_length.items() if math.isfinite(v)), label, marker="o")
+    if trained_at:
+        ax.axvline(trained_at, color="grey", linewidth=0.8, linestyle="--", label=f"trained at T={trained_at}")
+    ax.set(title=f"test {metric} against sequence length", xlabel="T", xscale="log")
+    ax.legend()
+    return _save(fig, out)
+
+
+def plot_runs(folders: list[str], out_dir: str | Path, labels: list[str] | None = None) -> list[Path]:
+    """Every figure the runs have data for, into ``out_dir``; returns the files written."""
+    if labels and len(labels) != len(folders):
+        raise ZooError(f"{len(labels)} labels were given for {len(folders)} runs; give one label per run or none")
+    runs = [load_run(folder, label) for folder, label in zip(folders, labels or [None] * len(folders))]
+    out_dir = Path(out_dir)
+    written = [
+        plot_curves(runs, out_dir / "curves.png"),
+        plot_stability(runs, out_dir / "stability.png"),
+        plot_gradients_over_time(runs, out_dir / "gradients_over_time.png"),
+        plot_spectra(runs, out_dir / "spectral.png"),
+    ]
+    return [path for path in written if path is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="zoo plot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("runs", nargs="+", help="logger folders (runs/lightning_logs/version_N)")
+    parser.add_argument("--labels", nargs="+", help="one legend label per run (default: folder names)")
+    parser.add_argument("--out", default="figures", help="folder for the PNG files")
+    args = parser.parse_args(argv)
+    for path in plot_runs(args.runs, args.out, args.labels):
+        print(path)
+    return 0

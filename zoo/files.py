@@ -9,6 +9,12 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON to a temporary name beside ``path``, then rename it into place."""
     path = Path(path)
@@ -17,6 +23,7 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(obj, f, indent=2)
+        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it private; the file we replace was not
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)

@@ -56,3 +56,32 @@ def test_word_lm_unknown_recipe():
     result = _run("scripts/word_lm.py", "--recipe", "ptb_huge")
     assert result.returncode == 2
     assert "unknown language-model recipe 'ptb_huge'; valid choices: ptb_small, wikitext2_examples" in result.stderr
+
+
+def test_vanishing_figure_smoke(tmp_path):
+    out = tmp_path / "v.png"
+    result = _run("scripts/vanishing_figure.py", "--seq_len", "12", "--max_steps", "2", "--test_size", "32",
+                  "--models", "rnn_tanh_1x128", "lstm_1x128", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert out.read_bytes()[:4] == b"\x89PNG"
+    rows = json.loads(out.with_suffix(".json").read_text())["runs"]
+    assert [row["model"] for row in rows] == ["rnn_tanh_1x128", "lstm_1x128"]
+    assert [entry["step"] for entry in rows[0]["history"]] == [0, 2] and len(rows[0]["history"][0]["norms"]["l0"]) == 12
+
+
+def test_long_dependencies_smoke(tmp_path):
+    out = tmp_path / "ld.json"
+    result = _run("scripts/long_dependencies.py", "--lengths", "8", "16", "--max_steps", "2", "--test_size", "32",
+                  "--models", "gru_1x128", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["longest_solved"] is None and len(row["runs"]) == 1  # 2 steps solve nothing: the search stops at T=8
+    assert sorted(map(int, row["at_lengths"])) == [4, 8, 16, 32]
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_diagnostics_cost_smoke():
+    result = _run("scripts/diagnostics_cost.py", "--seq_len", "10", "--hidden_size", "8", "--batch_size", "4",
+                  "--steps", "3", "--warmup", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "slowest speed ratio with diagnostics:" in result.stdout

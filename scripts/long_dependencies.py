@@ -1,0 +1,104 @@
+"""Long-dependency ability: the longest T each reference model solves, and how a model trained at T fares at other lengths.
+
+    python scripts/long_dependencies.py                                   # adding, T = 50 .. 800, CPU
+    python scripts/long_dependencies.py --task copy --lengths 50 100 200 --accelerator auto
+
+For each model of ``tasks/reference.py``: train at each length in ``--lengths``, in
+increasing order, with the step budget ``--max_steps`` (stopping early once validation
+reaches the task's target); a length is solved when the test metric meets the task's
+target at that length (adding: MSE <= 0.01). The search stops at the first length a
+model does not solve. The model trained at the first length is also tested at T/2, T,
+2T and 4T. Prints a table, writes the rows as JSON and draws the test metric against T.
+"""
+
+from __future__ import annotations
+
+import zoo  # noqa: F401  (first: flushes denormals before torch starts its threads)
+
+import argparse
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+from tasks.adding import AddingProblem
+from tasks.copy_memory import CopyMemory
+from tasks.reference import ADDING_REFERENCE, reference_recipe
+from zoo.diagnostics import at_length, evaluate_at_lengths, length_factors
+from zoo.errors import ZooError
+from zoo.files import write_json_atomic
+from zoo.module import SequenceModel
+from zoo.plots import plot_lengths
+from zoo.train import fit_and_test, seed_run
+
+TASKS = {"adding": AddingProblem, "copy": CopyMemory}
+
+
+def meets(value: float | None, target: float, mode: str) -> bool:
+    if value is None or value != value:
+        return False
+    return value <= target if mode == "min" else value >= target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=TASKS, default="adding")
+    parser.add_argument("--lengths", type=int, nargs="+", default=[50, 100, 200, 400, 800])
+    parser.add_argument("--models", nargs="+", default=list(ADDING_REFERENCE))
+    parser.add_argument("--max_steps", type=int, default=3000)
+    parser.add_argument("--test_size", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--accelerator", default="cpu")
+    parser.add_argument("--out", default="long_dependencies.json", help="JSON rows; the figure goes beside it (.png)")
+    args = parser.parse_args(argv)
+    try:
+        recipes = [reference_recipe(name) for name in args.models]
+        base = TASKS[args.task](seq_len=sorted(args.lengths)[0], test_size=args.test_size)
+    except ZooError as err:
+        parser.error(str(err))
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
+
+    rows, curves = [], {}
+    metric = base.task_spec.target_metric
+    plotted = "accuracy" if "accuracy" in base.task_spec.metrics else metric
+    print(f"{args.task}: solved when test {metric} meets the target at that length; {args.max_steps} steps at most")
+    for recipe in recipes:
+        longest, tried = None, []
+        for seq_len in sorted(args.lengths):
+            data = at_length(base, seq_len)
+            spec = data.task_spec
+            seed_run(args.seed)
+            model = SequenceModel(spec, recipe.backbone, recipe.optim)
+            result = fit_and_test(model, data, max_steps=args.max_steps, seed=args.seed, clip_val=recipe.clip_val,
+                                  clip_algorithm=recipe.clip_algorithm, trainer_kwargs={"accelerator": args.accelerator})
+            value = result.test.get(metric)
+            solved = meets(value, spec.target, spec.target_mode)
+            tried.append(dict(seq_len=seq_len, test=result.test, steps=result.steps, diverged=result.diverged,
+                              solved=solved, device=result.device))
+            print(f"  {recipe.name:<16} T={seq_len:<5} test {metric} {value if value is not None else float('nan'):.4f}"
+                  f"  {'solved' if solved else 'not solved'} in {result.steps} steps", flush=True)
+            if seq_len == sorted(args.lengths)[0]:
+                lengths = length_factors(seq_len)
+                at = evaluate_at_lengths(model, data, lengths, accelerator=args.accelerator)
+                curves[recipe.name] = {t: at[t][plotted] for t in lengths}
+            if not solved:
+                break
+            longest = seq_len
+        rows.append(dict(model=recipe.name, longest_solved=longest, runs=tried,
+                         trained_at=sorted(args.lengths)[0], at_lengths=curves[recipe.name]))
+    print(f"\n{'model':<16} {'longest T solved':>16}   {plotted} of the model trained at T={sorted(args.lengths)[0]} "
+          f"at T = {', '.join(str(t) for t in length_factors(sorted(args.lengths)[0]))}")
+    for row in rows:
+        values = "  ".join(f"{v:.3f}" for v in row["at_lengths"].values())
+        print(f"{row['model']:<16} {str(row['longest_solved'] or 'none'):>16}   {values}")
+    out = Path(args.out)
+    write_json_atomic(out, dict(task=args.task, metric=metric, lengths=sorted(args.lengths), max_steps=args.max_steps,
+                                seed=args.seed, rows=rows))
+    plot_lengths(curves, plotted, out.with_suffix(".png"), trained_at=sorted(args.lengths)[0])
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,12 +9,17 @@ batch of the gradient with respect to the (B, H) state after step t.
 The one-number summary, kept for every run: ``decay_log10`` =
 log10(‖∂L/∂h_1‖ / ‖∂L/∂h_T‖) in the first layer's forward direction, the path every
 long dependency has to cross. 0 means the signal arrives undiminished, -3 that a
-thousandth of it does, positive values that it grows (exploding). Norms are floored
-at 1e-40 so that a gradient flushed to zero reads as -40 orders, not -inf.
+thousandth of it does, positive values that it grows (exploding).
+
+The probe runs on a float64 copy of the model: in float32 a tanh RNN's gradient at
+T=200 passes below 1e-38, where a CPU that flushes denormals reads 0 and a GPU stops
+at 1e-45, so the curve would show the number format, not the network. Norms are
+floored at 1e-300 so that a gradient that is exactly zero reads as -300 orders, not -inf.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
@@ -26,28 +31,30 @@ from zoo.diagnostics.probe import probe_batch
 from zoo.diagnostics.unroll import unrolled_forward
 from zoo.files import write_json_atomic
 
-NORM_FLOOR = 1e-40
+NORM_FLOOR = 1e-300
 
 
 def gradient_over_time(model, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
     """‖∂L/∂h_t‖ per layer and direction ("l0", "l0_reverse", "l1", ...) for t = 1..T, and the loss.
 
-    ``model`` is a SequenceModel; it is put in eval mode for the probe (no dropout) and
-    restored after. No parameter's ``.grad`` is touched.
+    ``model`` is a SequenceModel; the probe runs on a float64 copy of it in eval mode
+    (no dropout; float32 where the device has no float64, as on MPS), so the model
+    itself, its mode and its ``.grad`` are left alone.
     """
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            outputs, state, hidden = unrolled_forward(model.backbone, model.embed(x))
-            out = model.read_out(outputs, state)
-            if out.dim() == 3:  # every-step head: the prediction at the final step only
-                out, y = out[:, -1], y[:, -1]
-            loss = model.task_loss(out, y)
-            flat = [h for layer in hidden for direction in layer for h in direction]
-            grads = torch.autograd.grad(loss, flat, allow_unused=True)
-    finally:
-        model.train(was_training)
+    dtype = torch.float32 if x.device.type == "mps" else torch.float64
+    probe = copy.deepcopy(model).to(dtype).eval()
+    if x.is_floating_point():
+        x = x.to(dtype)
+    if y.is_floating_point():
+        y = y.to(dtype)
+    with torch.enable_grad():
+        outputs, state, hidden = unrolled_forward(probe.backbone, probe.embed(x))
+        out = probe.read_out(outputs, state)
+        if out.dim() == 3:  # every-step head: the prediction at the final step only
+            out, y = out[:, -1], y[:, -1]
+        loss = probe.task_loss(out, y)
+        flat = [h for layer in hidden for direction in layer for h in direction]
+        grads = torch.autograd.grad(loss, flat, allow_unused=True)
     norms: dict[str, list[float]] = {}
     steps = len(hidden[0][0])
     for k, grad in enumerate(grads):

@@ -4,9 +4,10 @@
     python scripts/long_dependencies.py --task copy --lengths 50 100 200 --accelerator auto
 
 For each model of ``tasks/reference.py``: train at each length in ``--lengths``, in
-increasing order, with the step budget ``--max_steps`` (stopping early once validation
-reaches the task's target); a length is solved when the test metric meets the task's
-target at that length (adding: MSE <= 0.01). The search stops at the first length a
+increasing order, for the whole step budget ``--max_steps`` (no early stop: a model
+stopped the moment validation touches the target sits on the line, and the test set
+then decides by noise); a length is solved when the test metric meets the task's
+target at that length (adding: MSE <= 0.01). A diverged run solves nothing. The search stops at the first length a
 model does not solve. The model trained at the first length is also tested at T/2, T,
 2T and 4T. Prints a table, writes the rows as JSON and draws the test metric against T.
 """
@@ -59,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")
 
-    rows, curves = [], {}
+    rows, curves, at_lengths = [], {}, {}
     metric = base.task_spec.target_metric
-    plotted = "accuracy" if "accuracy" in base.task_spec.metrics else metric
+    plotted = metric  # the solved criterion; adding's accuracy (|error| < 0.04) is ~0 off the trained length
     print(f"{args.task}: solved when test {metric} meets the target at that length; {args.max_steps} steps at most")
     for recipe in recipes:
         longest, tried = None, []
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
             seed_run(args.seed)
             model = SequenceModel(spec, recipe.backbone, recipe.optim)
             result = fit_and_test(model, data, max_steps=args.max_steps, seed=args.seed, clip_val=recipe.clip_val,
-                                  clip_algorithm=recipe.clip_algorithm, trainer_kwargs={"accelerator": args.accelerator})
+                                  clip_algorithm=recipe.clip_algorithm, stop_at_target=False,
+                                  trainer_kwargs={"accelerator": args.accelerator})
             value = result.test.get(metric)
             solved = meets(value, spec.target, spec.target_mode)
             tried.append(dict(seq_len=seq_len, test=result.test, steps=result.steps, diverged=result.diverged,
@@ -80,17 +82,17 @@ def main(argv: list[str] | None = None) -> int:
                   f"  {'solved' if solved else 'not solved'} in {result.steps} steps", flush=True)
             if seq_len == sorted(args.lengths)[0]:
                 lengths = length_factors(seq_len)
-                at = evaluate_at_lengths(model, data, lengths, accelerator=args.accelerator)
-                curves[recipe.name] = {t: at[t][plotted] for t in lengths}
+                at_lengths[recipe.name] = evaluate_at_lengths(model, data, lengths, accelerator=args.accelerator)
+                curves[recipe.name] = {t: at_lengths[recipe.name][t][plotted] for t in lengths}
             if not solved:
                 break
             longest = seq_len
         rows.append(dict(model=recipe.name, longest_solved=longest, runs=tried,
-                         trained_at=sorted(args.lengths)[0], at_lengths=curves[recipe.name]))
+                         trained_at=sorted(args.lengths)[0], at_lengths=at_lengths[recipe.name]))
     print(f"\n{'model':<16} {'longest T solved':>16}   {plotted} of the model trained at T={sorted(args.lengths)[0]} "
           f"at T = {', '.join(str(t) for t in length_factors(sorted(args.lengths)[0]))}")
     for row in rows:
-        values = "  ".join(f"{v:.3f}" for v in row["at_lengths"].values())
+        values = "  ".join(f"{v[plotted]:.4f}" for v in row["at_lengths"].values())
         print(f"{row['model']:<16} {str(row['longest_solved'] or 'none'):>16}   {values}")
     out = Path(args.out)
     write_json_atomic(out, dict(task=args.task, metric=metric, lengths=sorted(args.lengths), max_steps=args.max_steps,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import zoo  # noqa: F401  (first: flushes denormals before torch starts its threads)
 
 import argparse
+import json
 import logging
 import sys
 import warnings
@@ -41,6 +42,13 @@ def meets(value: float | None, target: float, mode: str) -> bool:
     return value <= target if mode == "min" else value >= target
 
 
+def replot(path: Path) -> int:
+    saved = json.loads(path.read_text())
+    curves = {row["model"]: {int(t): m[saved["metric"]] for t, m in row["at_lengths"].items()} for row in saved["rows"]}
+    print(plot_lengths(curves, saved["metric"], path.with_suffix(".png"), trained_at=saved["lengths"][0]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=TASKS, default="adding")
@@ -51,7 +59,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--out", default="long_dependencies.json", help="JSON rows; the figure goes beside it (.png)")
+    parser.add_argument("--replot", action="store_true", help="only draw the figure again from the JSON at --out")
     args = parser.parse_args(argv)
+    if args.replot:
+        return replot(Path(args.out))
     try:
         recipes = [reference_recipe(name) for name in args.models]
         base = TASKS[args.task](seq_len=sorted(args.lengths)[0], test_size=args.test_size)

@@ -78,6 +78,9 @@ def test_long_dependencies_smoke(tmp_path):
     assert row["longest_solved"] is None and len(row["runs"]) == 1  # 2 steps solve nothing: the search stops at T=8
     assert sorted(map(int, row["at_lengths"])) == [4, 8, 16, 32] and "mse" in row["at_lengths"]["8"]
     assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    out.with_suffix(".png").unlink()
+    assert _run("scripts/long_dependencies.py", "--replot", "--out", str(out)).returncode == 0
+    assert out.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
 
 
 def test_diagnostics_cost_smoke():

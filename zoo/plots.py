@@ -152,11 +152,18 @@ def plot_spectra(runs: list[Run], out: Path) -> Path | None:
 def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None) -> Path:
     """A test metric against the sequence length, one line per model ({label: {T: value}})."""
     fig, ax = plt.subplots(figsize=(6, 4))
+    lengths: set[int] = set()
     for label, by_length in results.items():
-        _draw(ax, sorted((t, v) for t, v in by_length.items() if math.isfinite(v)), label, marker="o")
+        points = sorted((int(t), v) for t, v in by_length.items() if math.isfinite(v) and v > 0)
+        lengths.update(t for t, _ in points)
+        _draw(ax, points, label, marker="o")
     if trained_at:
         ax.axvline(trained_at, color="grey", linewidth=0.8, linestyle="--", label=f"trained at T={trained_at}")
     ax.set(title=f"test {metric} against sequence length", xlabel="T", xscale="log")
+    if metric in ("mse", "perplexity", "bpc"):
+        ax.set_yscale("log")  # errors span orders of magnitude off the trained length
+    ax.set_xticks(sorted(lengths), [str(t) for t in sorted(lengths)])
+    ax.minorticks_off()
     ax.legend()
     return _save(fig, out)
 

@@ -78,7 +78,6 @@ class ZooCLI(LightningCLI):
         # setting still reaches the intra-op threads when they start.
         set_flush_denormal(bool(config.flush_denormal))
 
-
     def before_fit(self) -> None:
         config = self.config[self.subcommand]
         if config.diagnostics:

@@ -101,11 +101,12 @@ class StabilityMonitor(Callback):
             "skipped_steps": getattr(pl_module, "skipped_steps", 0) if pl_module is not None else None,
         }
 
+    _COUNTERS = ("steps", "clipped", "spikes", "max_grad_norm", "sum_grad_norm", "max_part_norm")
+
     def state_dict(self) -> dict[str, Any]:
-        return {key: getattr(self, key) for key in ("steps", "clipped", "spikes", "max_grad_norm", "sum_grad_norm",
-                                                      "max_part_norm")} | {"losses": list(self._losses)}
+        return {key: getattr(self, key) for key in self._COUNTERS} | {"losses": list(self._losses)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        for key in ("steps", "clipped", "spikes", "max_grad_norm", "sum_grad_norm", "max_part_norm"):
+        for key in self._COUNTERS:
             setattr(self, key, state_dict[key])
         self._losses = deque(state_dict["losses"], maxlen=self.spike_window)

@@ -26,7 +26,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from tasks.datafiles import fetch
+from tasks.datafiles import fetch, sha256_of
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
 
@@ -137,6 +137,10 @@ class LanguageModelling(L.LightningDataModule):
     def file_paths(self) -> dict[str, Path]:
         """Each split's checked file (see tasks.datafiles for where it comes from)."""
         return {s: fetch(name, data_dir=self.data_dir, offline=self.offline) for s, name in self.corpus.files.items()}
+
+    def checksums(self) -> dict[str, str]:
+        """sha256 of every file the splits are read from, for the run record."""
+        return {path.name: sha256_of(path) for path in self.file_paths().values()}
 
     def text(self, split: str) -> str:
         if split not in self._texts:

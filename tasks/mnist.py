@@ -324,6 +324,10 @@ class SequentialMNIST(L.LightningDataModule):
         images, labels = SPLIT_FILES[split]
         return mnist_file(images, **kwargs), mnist_file(labels, **kwargs)
 
+    def checksums(self) -> dict[str, str]:
+        """sha256 of the four IDX files read, for the run record."""
+        return {path.name: datafiles.sha256_of(path) for split in SPLIT_FILES for path in self.file_paths(split)}
+
     def _tensors(self, split: str) -> tuple[torch.Tensor, torch.Tensor]:
         """A whole original split as the network reads it: x (n, T, I) float32 and y (n,) int64."""
         images_path, labels_path = self.file_paths(split)

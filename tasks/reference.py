@@ -8,7 +8,8 @@ recurrence with relu amplifies a too-large step.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
@@ -24,6 +25,7 @@ class Recipe:
     optim: OptimConfig = OptimConfig(name="adam", lr=1e-3)
     clip_val: float | None = 1.0
     clip_algorithm: str = "norm"
+    module: dict[str, Any] = field(default_factory=dict)  # SequenceModel's other settings (tie_weights, io_dropout, l2...)
 
 
 ADDING_REFERENCE: dict[str, Recipe] = {

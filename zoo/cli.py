@@ -3,6 +3,7 @@
     zoo fit --data AddingProblem --data.seq_len 200 --model.backbone.cell gru --trainer.max_steps 2000
     zoo fit --config run.yaml --print_config
     zoo plot runs/lightning_logs/version_0 --out figures/
+    zoo bench run adding_t100 --tier cpu; zoo leaderboard build; zoo reproduce RECORD   (see zoo.commands)
 
 The model is ``SequenceModel``; its ``task`` is not an option but is taken from the
 DataModule's ``task_spec`` once the data is built, so the head and loss always match
@@ -117,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             from zoo.plots import main as plot_main  # matplotlib only when plotting
 
             return plot_main(args[1:])
+        if args[:1] in (["bench"], ["leaderboard"], ["reproduce"]):
+            from zoo import commands
+
+            return getattr(commands, f"{args[0]}_main")(args[1:])
         run_cli(argv)
     except Exception as err:
         cause = _zoo_error(err)

@@ -168,6 +168,57 @@ def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, t
     return _save(fig, out)
 
 
+def plot_final_gradients(curves: dict[str, list[float]], out: Path, title: str = "") -> Path | None:
+    """One ‖∂L/∂h_t‖ curve per model (from run records) on a log scale; non-finite and zero norms left out."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for label, norms in curves.items():
+        points = [(t, v) for t, v in enumerate(norms, 1) if v is not None and math.isfinite(v) and v > 0]
+        drawn |= _draw(ax, points, label)
+    ax.set(title=title, xlabel="step t", ylabel="‖∂L/∂h_t‖", yscale="log")
+    if drawn:
+        ax.legend(fontsize=7)
+    return _save(fig, out) if drawn else plt.close(fig)
+
+
+STUDY_MEASURES = (("mean", "test MSE (mean over finished seeds)"), ("decay_log10", "gradient decay log10"))
+
+
+def plot_study(rows: list[dict], out: Path) -> Path | None:
+    """Heat maps of the gradient-problem study: activation x init, one panel per clip setting and measure.
+
+    Cells where every seed diverged are left blank (and marked), never coloured by a NaN.
+    """
+    grid = [r for r in rows if r["cell"].startswith("rnn")]
+    if not grid:
+        return None
+    activations = sorted({r["activation"] for r in grid}, key=lambda a: ["tanh", "relu", "leaky_relu", "elu"].index(a)
+                         if a in ("tanh", "relu", "leaky_relu", "elu") else 9)
+    inits = list(dict.fromkeys(r["model"].split(".")[1] for r in grid))
+    clips = list(dict.fromkeys(r["model"].split(".")[2] for r in grid))
+    fig, axes = plt.subplots(len(STUDY_MEASURES), len(clips), figsize=(5.5 * len(clips), 3.6 * len(STUDY_MEASURES)),
+                             squeeze=False)
+    for i, (key, title) in enumerate(STUDY_MEASURES):
+        for j, clip in enumerate(clips):
+            ax = axes[i][j]
+            values = [[math.nan] * len(inits) for _ in activations]
+            for r in grid:
+                _, init, c = r["model"].split(".")
+                if c == clip and r[key] is not None and math.isfinite(r[key]):
+                    values[activations.index(r["activation"])][inits.index(init)] = r[key]
+            image = ax.imshow(values, cmap="viridis_r" if key == "mean" else "viridis", aspect="auto")
+            for a, activation in enumerate(activations):
+                for k, init in enumerate(inits):
+                    value = values[a][k]
+                    ax.text(k, a, "div." if value != value else f"{value:.3g}", ha="center", va="center",
+                            fontsize=7, color="white" if value == value else "black")
+            ax.set_xticks(range(len(inits)), inits, fontsize=8)
+            ax.set_yticks(range(len(activations)), activations, fontsize=8)
+            ax.set_title(f"{title}, {clip}", fontsize=9)
+            fig.colorbar(image, ax=ax)
+    return _save(fig, out)
+
+
 def plot_runs(folders: list[str], out_dir: str | Path, labels: list[str] | None = None) -> list[Path]:
     """Every figure the runs have data for, into ``out_dir``; returns the files written."""
     if labels and len(labels) != len(folders):

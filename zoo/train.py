@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 
-from zoo.diagnostics import ConvergenceMonitor, default_diagnostics, summarize
+from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, ConvergenceMonitor, default_diagnostics, summarize
 from zoo.module import DivergedError, SequenceModel
 
 
@@ -38,6 +38,8 @@ class RunResult:
     device: str = "cpu"  # where it trained (Lightning moves the model back to the CPU when it is done)
     diverged: str | None = None  # "diverged at step k: reason"; then there is no test result
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    epochs: int = 0  # Lightning's current_epoch when training ended
+    val: dict[str, float] = field(default_factory=dict)  # the last validation's metrics
 
     @property
     def reached_target(self) -> bool:
@@ -56,6 +58,7 @@ def fit_and_test(
     deterministic: bool = True,
     trainer_kwargs: dict[str, Any] | None = None,
     diagnostics: bool = False,
+    diagnostics_every_n_steps: int = DEFAULT_EVERY_N_STEPS,
 ) -> RunResult:
     """Fit ``model`` for at most ``max_steps`` optimizer steps, then score it on the test set.
 
@@ -63,7 +66,8 @@ def fit_and_test(
     order, dropout, fresh batches) but cannot reach back to the initial weights.
     """
     seed_run(seed)
-    monitors = (default_diagnostics(model.task, stop_at_target=stop_at_target) if diagnostics
+    monitors = (default_diagnostics(model.task, stop_at_target=stop_at_target, every_n_steps=diagnostics_every_n_steps)
+                if diagnostics
                 else [ConvergenceMonitor(model.task, stop=stop_at_target)])
     watch = next(m for m in monitors if isinstance(m, ConvergenceMonitor))
     kwargs: dict[str, Any] = dict(
@@ -89,6 +93,7 @@ def fit_and_test(
     except DivergedError as err:  # a result, not a crash: reported, and nothing is tested
         diverged = str(err)
     seconds = time.perf_counter() - start
+    val = {k.removeprefix("val_"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
     tested = {} if diverged else trainer.test(model, datamodule=data, verbose=False)[0]
     return RunResult(
         steps=trainer.global_step,
@@ -99,4 +104,6 @@ def fit_and_test(
         device=str(trainer.strategy.root_device),
         diverged=diverged,
         diagnostics=summarize(monitors, model),
+        epochs=trainer.current_epoch,
+        val=val,
     )

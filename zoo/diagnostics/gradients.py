@@ -103,4 +103,5 @@ class GradientOverTime(PeriodicProbe):
             return {}
         first, last = self.history[0], self.history[-1]
         return {"decay_log10_at_init": first["decay_log10"], "decay_log10_final": last["decay_log10"],
-                "measured_steps": [entry["step"] for entry in self.history]}
+                "measured_steps": [entry["step"] for entry in self.history],
+                "final_norms_l0": last["norms"]["l0"]}

@@ -1,0 +1,305 @@
+"""The benchmarks: each defined once, here: task settings, models, seeds, budgets per tier, anchors.
+
+A benchmark resolves, for a tier and a model, to a run config: plain JSON that says
+everything the run depends on (``Benchmark.run_config``). The runner (``zoo.bench``)
+executes a config, the record keeps it, and ``zoo reproduce`` runs it again from the
+record, so a change here never changes what an old record means.
+
+Tiers: ``smoke`` runs in seconds (CI), ``cpu`` fits a 2-core machine (minutes to about
+an hour a run), ``full`` is the papers' budgets, for a GPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from tasks.reference import ADDING_REFERENCE, LM_REFERENCE, Recipe
+from zoo.errors import check_choice
+from zoo.models.rnn import RNNConfig
+from zoo.optim import OptimConfig
+
+TIERS = ("smoke", "cpu", "full")
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long one run of a tier trains, and the task settings the tier changes (e.g. smaller test sets).
+
+    ``max_minutes`` is a wall-clock cap (Lightning's ``max_time``); the steps it allowed
+    are kept in the record, and ``zoo reproduce`` replays that many steps.
+    """
+
+    max_steps: int = -1
+    max_epochs: int = -1
+    max_minutes: float | None = None
+    limit_train_batches: int | float = 1.0
+    limit_eval_batches: int | float = 1.0
+    data: dict[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None  # the tier's own seeds (smoke: one); default the benchmark's
+    accelerator: str = "cpu"
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A published number to show beside ours."""
+
+    value: float
+    model: str  # what the paper trained, in words
+    source: str
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str
+    description: str
+    data_class: str  # a DataModule in tasks.DATAMODULES
+    data_args: dict[str, Any]
+    models: dict[str, Recipe]
+    tiers: dict[str, Budget]
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    stop_at_target: bool = True
+    length_factors: tuple[float, ...] = ()  # test the trained model at these multiples of seq_len
+    tolerance: float = 0.0  # |difference| in the test metric that ``zoo reproduce`` accepts as the same result
+    anchors: tuple[Anchor, ...] = ()
+    diagnostics_every_n_steps: int = 500
+    study: bool = False  # leaderboard: the gradient-problem table (activation x init x clip)
+
+    def budget(self, tier: str) -> Budget:
+        return self.tiers[check_choice(f"tier of benchmark {self.name!r}", tier, self.tiers)]
+
+    def model(self, name: str) -> Recipe:
+        return self.models[check_choice(f"model of benchmark {self.name!r}", name, self.models)]
+
+    def tier_seeds(self, tier: str) -> tuple[int, ...]:
+        return self.budget(tier).seeds or self.seeds
+
+    def run_config(self, tier: str, model: str) -> dict[str, Any]:
+        """Everything a run of ``model`` at ``tier`` depends on but its seed, as plain JSON."""
+        budget, recipe = self.budget(tier), self.model(model)
+        data_args = {**self.data_args, **budget.data}
+        return {
+            "benchmark": self.name,
+            "tier": tier,
+            "data": {"class": self.data_class, "args": data_args},
+            "model": {
+                "name": recipe.name,
+                "backbone": asdict(recipe.backbone),
+                "optim": asdict(recipe.optim),
+                "module": dict(recipe.module),
+            },
+            "trainer": {
+                "max_steps": budget.max_steps,
+                "max_epochs": budget.max_epochs,
+                "max_minutes": budget.max_minutes,
+                "limit_train_batches": budget.limit_train_batches,
+                "limit_val_batches": budget.limit_eval_batches,
+                "limit_test_batches": budget.limit_eval_batches,
+                "gradient_clip_val": recipe.clip_val,
+                "gradient_clip_algorithm": recipe.clip_algorithm if recipe.clip_val else None,
+                "accelerator": budget.accelerator,
+                "deterministic": True,
+            },
+            "stop_at_target": self.stop_at_target,
+            "lengths": [max(1, int(data_args["seq_len"] * f)) for f in self.length_factors],
+            "diagnostics_every_n_steps": self.diagnostics_every_n_steps,
+            "tolerance": self.tolerance,
+        }
+
+
+# ----------------------------------------------------------------------------- the adding problem
+ADDING_SMOKE = Budget(max_steps=10, data={"val_size": 200, "test_size": 200, "batches_per_epoch": 5}, seeds=(0,))
+# cpu: T=100 and 200 as in scripts/adding_reference.py; longer T capped at an hour a run.
+ADDING_CPU_STEPS = {100: 3000, 200: 6000, 500: 5000, 1000: 3000}
+ADDING_FULL_STEPS = {100: 20_000, 200: 20_000, 500: 50_000, 1000: 100_000}
+
+
+def adding(seq_len: int) -> Benchmark:
+    return Benchmark(
+        name=f"adding_t{seq_len}",
+        description=f"The adding problem at T={seq_len}: sum the two marked numbers; target test MSE 0.01 "
+                    "(trivial: 0.1667). Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0.",
+        data_class="AddingProblem",
+        data_args={"seq_len": seq_len},
+        models=dict(ADDING_REFERENCE),
+        tiers={
+            "smoke": ADDING_SMOKE,
+            "cpu": Budget(max_steps=ADDING_CPU_STEPS[seq_len], max_minutes=None if seq_len <= 200 else 60.0),
+            "full": Budget(max_steps=ADDING_FULL_STEPS[seq_len], accelerator="auto"),
+        },
+        length_factors=(0.5, 1, 2, 4) if seq_len <= 200 else (),
+        tolerance=0.002,
+    )
+
+
+# ----------------------------------------------------------------------------- the gradient-problem study
+STUDY_ACTIVATIONS = ("tanh", "relu", "leaky_relu", "elu")
+# init name -> (input_init, recurrent_init, bias_init)
+STUDY_INITS: dict[str, tuple[str, str, float | None]] = {
+    "default": ("default", "default", None),  # PyTorch's U(-1/sqrt(H), 1/sqrt(H))
+    "xavier": ("xavier_uniform", "xavier_uniform", 0.0),
+    "he": ("he_normal", "he_normal", 0.0),
+    "orthogonal": ("xavier_uniform", "orthogonal", 0.0),
+    "identity": ("xavier_uniform", "identity", 0.0),  # IRNN (Le et al. 2015)
+}
+STUDY_CLIPS: dict[str, float | None] = {"noclip": None, "clip1": 1.0}
+STUDY_HIDDEN = 64
+STUDY_OPTIM = OptimConfig(name="adam", lr=1e-3)
+
+
+def study_model_name(activation: str, init: str, clip: str) -> str:
+    return f"rnn_{activation}.{init}.{clip}"
+
+
+def study_models() -> dict[str, Recipe]:
+    """Every vanilla-RNN cell of the grid, plus LSTM and GRU references (default init, clipped)."""
+    models = {}
+    for activation, init, clip in itertools.product(STUDY_ACTIVATIONS, STUDY_INITS, STUDY_CLIPS):
+        input_init, recurrent_init, bias = STUDY_INITS[init]
+        backbone = RNNConfig(cell="rnn", nonlinearity=activation, hidden_size=STUDY_HIDDEN,
+                             input_init=input_init, recurrent_init=recurrent_init, bias_init=bias)
+        name = study_model_name(activation, init, clip)
+        models[name] = Recipe(name, backbone, STUDY_OPTIM, clip_val=STUDY_CLIPS[clip])
+    for cell in ("lstm", "gru"):
+        name = f"{cell}.default.clip1"
+        models[name] = Recipe(name, RNNConfig(cell=cell, hidden_size=STUDY_HIDDEN), STUDY_OPTIM, clip_val=1.0)
+    return models
+
+
+GRADIENT_STUDY = Benchmark(
+    name="gradient_study",
+    description="What cures vanishing and exploding gradients: vanilla-RNN activation x initialization x "
+                f"clipping on the adding problem, hidden {STUDY_HIDDEN}, batch 64, Adam 1e-3, with LSTM and GRU "
+                "as references. Each cell: diverged seeds, max gradient norm, clip share, steps to MSE 0.01, "
+                "test MSE, longest length solved (of T/2, T, 2T, 4T) and the gradient decay through time.",
+    data_class="AddingProblem",
+    data_args={"seq_len": 100, "batch_size": 64, "test_size": 2000},
+    models=study_models(),
+    tiers={
+        "smoke": ADDING_SMOKE,
+        "cpu": Budget(max_steps=1500),
+        "full": Budget(max_steps=10_000, data={"seq_len": 200, "test_size": 10_000}, accelerator="auto"),
+    },
+    length_factors=(0.5, 1, 2, 4),
+    tolerance=0.002,
+    diagnostics_every_n_steps=500,
+    study=True,
+)
+
+# ----------------------------------------------------------------------------- copy memory
+COPY_T100 = Benchmark(
+    name="copy_t100",
+    description="Copy memory (Arjovsky et al. 2016) with a delay of T=100: recall 10 symbols; accuracy over all "
+                "T+20 steps, target 10 symbols in 99% right; memoryless baseline cross-entropy 10 ln 8 / (T+20). "
+                "Hidden 128, batch 128, Adam 1e-3, clip norm 1.0.",
+    data_class="CopyMemory",
+    data_args={"seq_len": 100},
+    models={name: ADDING_REFERENCE[name] for name in ("lstm_1x128", "gru_1x128", "rnn_tanh_1x128")},
+    tiers={
+        "smoke": ADDING_SMOKE,
+        "cpu": Budget(max_steps=2000),
+        "full": Budget(max_steps=20_000, accelerator="auto"),
+    },
+    tolerance=0.002,
+)
+
+# ----------------------------------------------------------------------------- sequential MNIST
+SMNIST_MODELS = {name: ADDING_REFERENCE[name] for name in ("lstm_1x128", "gru_1x128", "irnn_1x128")}
+MNIST_SMOKE = Budget(max_epochs=1, limit_train_batches=3, limit_eval_batches=1, seeds=(0,))
+
+
+def smnist(permuted: bool) -> Benchmark:
+    name = "psmnist" if permuted else "smnist"
+    anchors = ((Anchor(0.880, "LSTM 128", "Arjovsky et al. 2016, Table 1"),
+                Anchor(0.820, "IRNN 100", "Le et al. 2015"))
+               if permuted else
+               (Anchor(0.982, "LSTM 128", "Arjovsky et al. 2016, Table 1"),
+                Anchor(0.970, "IRNN 100", "Le et al. 2015")))
+    return Benchmark(
+        name=name,
+        description=f"{'Permuted s' if permuted else 'S'}equential MNIST: 784 pixels one at a time "
+                    f"{'in a fixed permutation (seed 0) ' if permuted else ''}then classify; 55,000 / 5,000 / "
+                    "10,000 images. Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0.",
+        data_class="SequentialMNIST",
+        data_args={"variant": "pixel", "permuted": permuted},
+        models=dict(SMNIST_MODELS),
+        tiers={
+            "smoke": MNIST_SMOKE,
+            "cpu": Budget(max_minutes=30.0, seeds=(0,)),
+            "full": Budget(max_epochs=50, accelerator="auto"),
+        },
+        tolerance=0.005,
+        anchors=anchors,
+    )
+
+
+# ----------------------------------------------------------------------------- language modelling
+LM_SMOKE = Budget(max_epochs=1, limit_train_batches=5, limit_eval_batches=2, seeds=(0,))
+
+
+def lm_from_recipe(name: str, recipe_name: str, cpu_minutes: float) -> Benchmark:
+    recipe = LM_REFERENCE[recipe_name]
+    model_name = f"lstm_{recipe.backbone.num_layers}x{recipe.backbone.hidden_size}" + ("_tied" if recipe.tie_weights else "")
+    model = Recipe(model_name, recipe.backbone, recipe.optim, clip_val=recipe.clip_val,
+                   module={"tie_weights": recipe.tie_weights, "io_dropout": recipe.io_dropout})
+    return Benchmark(
+        name=name,
+        description=f"Word-level {recipe.corpus}, recipe {recipe_name!r} (tasks/reference.py): {recipe.epochs} "
+                    f"epochs, batch {recipe.batch_size}, BPTT {recipe.bptt}; test perplexity.",
+        data_class="LanguageModelling",
+        data_args={"corpus": recipe.corpus, "batch_size": recipe.batch_size, "bptt": recipe.bptt},
+        models={model_name: model},
+        tiers={
+            "smoke": LM_SMOKE,
+            "cpu": Budget(max_epochs=recipe.epochs, max_minutes=cpu_minutes, seeds=(0,)),
+            "full": Budget(max_epochs=recipe.epochs, accelerator="auto"),
+        },
+        stop_at_target=False,
+        tolerance=1.0,
+        anchors=(Anchor(recipe.anchor, model_name, recipe.anchor_source),) if recipe.anchor else (),
+    )
+
+
+PTB_CHAR = Benchmark(
+    name="ptb_char",
+    description="Character-level Penn Treebank (Mikolov's split, 50 symbols): 1 x 512 LSTM, embedding 128, "
+                "batch 64, BPTT 100, Adam 2e-3, clip norm 1.0; test bits per character.",
+    data_class="LanguageModelling",
+    data_args={"corpus": "ptb_char", "batch_size": 64, "bptt": 100},
+    models={"lstm_1x512": Recipe("lstm_1x512", RNNConfig(cell="lstm", hidden_size=512),
+                                 OptimConfig(name="adam", lr=2e-3), clip_val=1.0, module={"embedding_size": 128})},
+    tiers={
+        "smoke": LM_SMOKE,
+        "cpu": Budget(max_epochs=20, max_minutes=45.0, seeds=(0,)),
+        "full": Budget(max_epochs=50, accelerator="auto"),
+    },
+    stop_at_target=False,
+    tolerance=0.01,
+)
+
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b
+    for b in (
+        *(adding(t) for t in (100, 200, 500, 1000)),
+        GRADIENT_STUDY,
+        COPY_T100,
+        smnist(permuted=False),
+        smnist(permuted=True),
+        lm_from_recipe("ptb_word", "ptb_small", cpu_minutes=45.0),
+        lm_from_recipe("wikitext2_word", "wikitext2_examples", cpu_minutes=45.0),
+        PTB_CHAR,
+    )
+}
+
+
+def get_benchmark(name: str) -> Benchmark:
+    return BENCHMARKS[check_choice("benchmark", name, BENCHMARKS)]
+
+
+def check_tier(tier: str) -> str:
+    return check_choice("tier", tier, TIERS)
+
+
+__all__ = ["Anchor", "BENCHMARKS", "Benchmark", "Budget", "TIERS", "check_tier", "get_benchmark"]

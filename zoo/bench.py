@@ -1,0 +1,257 @@
+"""Running benchmarks: one run config to one record, a suite of (model, seed) pairs, and reproducing a record.
+
+    zoo bench list
+    zoo bench run adding_t100 --tier cpu [--models lstm_1x128 gru_1x128] [--seeds 0 1 2]
+    zoo reproduce leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
+
+A suite skips every pair whose record already exists, so a killed suite started again
+resumes where it stopped; a record is renamed into place only once complete.
+"""
+
+from __future__ import annotations
+
+import datetime
+import inspect
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+from zoo.errors import ZooError, check_choice, check_int
+from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, read_record, record_id, record_path,
+                         sha256_file, test_metric, write_record)
+
+DEFAULT_RECORDS = "leaderboards/records"
+DEFAULT_WEIGHTS = "runs/weights"
+VERDICTS = ("identical", "within tolerance", "differs")
+
+
+def quiet_lightning() -> None:
+    """One progress line per run, not Lightning's banners."""
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", module="lightning")
+
+
+def build_data(config: dict[str, Any], data_dir: str | None = None):
+    from tasks import DATAMODULES
+
+    cls = DATAMODULES[check_choice("DataModule", config["data"]["class"], DATAMODULES)]
+    args = dict(config["data"]["args"])
+    if data_dir is not None and "data_dir" in inspect.signature(cls).parameters:
+        args["data_dir"] = data_dir
+    return cls(**args)
+
+
+def build_model(config: dict[str, Any], task):
+    from zoo.models.rnn import RNNConfig
+    from zoo.module import SequenceModel
+    from zoo.optim import OptimConfig
+
+    m = config["model"]
+    return SequenceModel(task, RNNConfig(**m["backbone"]), OptimConfig(**m["optim"]), **m["module"])
+
+
+def save_weights(model, path: Path) -> dict[str, Any]:
+    """safetensors of the trained weights (tied tensors once), written to a temporary name and renamed."""
+    from safetensors.torch import save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_model(model.cpu(), tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+    return {"file": path.name, "format": "safetensors", "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def longest_solved(lengths: dict[int, dict[str, float]], task: dict[str, Any]) -> int | None:
+    """The longest tested length at which the model meets the task's target (None: at none)."""
+    metric, target, mode = task["target_metric"], task["target"], task["target_mode"]
+    if target is None:
+        return None
+    solved = [t for t, m in lengths.items()
+              if metric in m and (m[metric] <= target if mode == "min" else m[metric] >= target)]
+    return max(solved) if solved else None
+
+
+def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
+            weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS, wandb: bool = False) -> dict[str, Any]:
+    """Train and test one run of ``config`` with ``seed``; return its record (not yet written)."""
+    from zoo.diagnostics import evaluate_at_lengths
+    from zoo.train import fit_and_test, seed_run
+
+    check_int("seed", seed, low=0)
+    rid = record_id(config["benchmark"], config["tier"], config["model"]["name"], seed)
+    data = build_data(config, data_dir)
+    seed_run(seed)  # the initial weights are a function of the seed alone
+    model = build_model(config, data.task_spec)
+    t = config["trainer"]
+    trainer_kwargs: dict[str, Any] = {
+        "max_epochs": t["max_epochs"],
+        "limit_train_batches": t["limit_train_batches"],
+        "limit_val_batches": t["limit_val_batches"],
+        "limit_test_batches": t["limit_test_batches"],
+        "accelerator": t["accelerator"],
+    }
+    if t.get("max_minutes"):
+        trainer_kwargs["max_time"] = datetime.timedelta(minutes=t["max_minutes"])
+    wandb_logger = None
+    if wandb:
+        from lightning.pytorch.loggers import WandbLogger
+
+        wandb_logger = WandbLogger(project="rnn-zoo", name=rid, config=config)
+        trainer_kwargs["logger"] = wandb_logger
+    result = fit_and_test(
+        model, data, max_steps=t["max_steps"], seed=seed, clip_val=t["gradient_clip_val"],
+        clip_algorithm=t["gradient_clip_algorithm"] or "norm", stop_at_target=config["stop_at_target"],
+        deterministic=t["deterministic"], trainer_kwargs=trainer_kwargs, diagnostics=True,
+        diagnostics_every_n_steps=config["diagnostics_every_n_steps"],
+    )
+    task = data.task_spec.to_dict()
+    lengths: dict[int, dict[str, float]] = {}
+    if config["lengths"] and not result.diverged:
+        lengths = evaluate_at_lengths(model, data, config["lengths"], accelerator=t["accelerator"])
+    diag = result.diagnostics
+    convergence = diag.get("convergence", {})
+    if result.diverged:
+        stopped_by = "diverged"
+    elif config["stop_at_target"] and result.reached_target:
+        stopped_by = "target"
+    elif t["max_steps"] and t["max_steps"] > 0 and result.steps >= t["max_steps"]:
+        stopped_by = "max_steps"
+    elif t.get("max_minutes") and result.seconds >= 60 * t["max_minutes"] - 1:
+        stopped_by = "max_time"
+    else:
+        stopped_by = "max_epochs"
+    weights = save_weights(model, Path(weights_dir) / f"{rid}.safetensors") if weights_dir and not result.diverged else None
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "id": rid,
+        "benchmark": config["benchmark"],
+        "tier": config["tier"],
+        "model": config["model"]["name"],
+        "seed": seed,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "task": task,
+        "data": data_checksums(data),
+        "params": sum(p.numel() for p in model.parameters()),
+        "metrics": {
+            "test": result.test,
+            "val": result.val,
+            "best": {"metric": convergence.get("metric"), "value": convergence.get("best"),
+                     "step": convergence.get("best_step")},
+        },
+        "diverged": result.diverged is not None,
+        "diverged_reason": result.diverged,
+        "convergence": convergence,
+        "stability": diag.get("stability", {}),
+        "gradients": diag.get("gradients", {}),
+        "spectral": diag.get("spectral", {}),
+        "lengths": {str(k): v for k, v in lengths.items()},
+        "longest_solved": longest_solved(lengths, task),
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+        "stopped_by": stopped_by,
+        "environment": environment(result.device),
+        "weights": weights,
+        "wandb_run_id": wandb_logger.experiment.id if wandb_logger is not None else None,
+    }
+
+
+def one_line(record: dict[str, Any]) -> str:
+    if record["diverged"]:
+        return f"{record['id']}: {record['diverged_reason']}"
+    metric, _ = test_metric(record)
+    value = record["metrics"]["test"].get(metric)
+    reached = record["convergence"].get("steps_to_target")
+    return (f"{record['id']}: test {metric} {value:.4g}, {record['steps']} steps"
+            f"{f', target at step {reached}' if reached is not None else ''}, {record['seconds']:.0f} s")
+
+
+def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seeds: list[int] | None = None,
+                  records_dir: str | os.PathLike = DEFAULT_RECORDS,
+                  weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS, data_dir: str | None = None,
+                  accelerator: str | None = None, wandb: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+    """Run every (model, seed) pair of a benchmark's tier that has no record yet; return what happened to each."""
+    from tqdm.auto import tqdm
+
+    from tasks.benchmarks import check_tier, get_benchmark
+
+    bench = get_benchmark(name)
+    check_tier(tier)
+    model_names = [bench.model(m).name for m in models] if models else list(bench.models)
+    seed_list = [check_int("seed", s, low=0) for s in seeds] if seeds else list(bench.tier_seeds(tier))
+    pairs = [(m, s) for m in model_names for s in seed_list]
+    done: list[dict[str, Any]] = []
+    bar = tqdm(pairs, desc=f"{name} [{tier}]", unit="run", disable=not progress)
+    for model, seed in bar:
+        path = record_path(records_dir, name, tier, model, seed)
+        bar.set_postfix_str(f"{model} seed {seed}")
+        if path.exists():
+            read_record(path)  # a record that does not read is an error, never a silent redo or a skip
+            done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "exists"})
+            continue
+        config = bench.run_config(tier, model)
+        if accelerator:
+            config["trainer"]["accelerator"] = accelerator
+        record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb)
+        write_record(path, record)
+        bar.write(one_line(record))
+        done.append({"id": record["id"], "path": str(path), "status": "diverged" if record["diverged"] else "ran"})
+    return done
+
+
+def compare_runs(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[str, Any]:
+    """The verdict of a re-run against its record: identical, within the benchmark's tolerance, or differs."""
+    metric, _ = test_metric(old)
+    if old["diverged"] or new["diverged"]:
+        same = old["diverged"] == new["diverged"] and old["diverged_reason"] == new["diverged_reason"]
+        return {"verdict": "identical" if same else "differs", "metric": metric,
+                "recorded": old["diverged_reason"], "rerun": new["diverged_reason"], "difference": None}
+    a, b = old["metrics"]["test"][metric], new["metrics"]["test"][metric]
+    weights_same = (old.get("weights") or {}).get("sha256") == (new.get("weights") or {}).get("sha256")
+    if old["metrics"]["test"] == new["metrics"]["test"] and old["steps"] == new["steps"] and weights_same:
+        verdict = "identical"
+    elif abs(a - b) <= tolerance:
+        verdict = "within tolerance"
+    else:
+        verdict = "differs"
+    return {"verdict": verdict, "metric": metric, "recorded": a, "rerun": b, "difference": b - a,
+            "tolerance": tolerance, "weights_identical": weights_same,
+            "steps": [old["steps"], new["steps"]]}
+
+
+def reproduce(path: str | os.PathLike, *, data_dir: str | None = None,
+              out: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run a record's own config and seed again and compare.
+
+    A run that stopped on a wall-clock budget is replayed for the steps it took, so the
+    result does not depend on how fast this machine is.
+    """
+    old = read_record(path)
+    config = {**old["config"], "trainer": dict(old["config"]["trainer"])}
+    notes = []
+    if config["trainer"].get("max_minutes"):
+        config["trainer"]["max_minutes"] = None
+        config["trainer"]["max_steps"] = old["steps"]
+        notes.append(f"the record stopped on a {old['config']['trainer']['max_minutes']}-minute budget; "
+                     f"replaying its {old['steps']} steps")
+    with tempfile.TemporaryDirectory() as weights_dir:
+        new = execute(config, old["seed"], data_dir=data_dir, weights_dir=weights_dir)
+    new["config"] = old["config"]
+    if out:
+        write_record(out, new)
+    result = compare_runs(old, new, float(config.get("tolerance", 0.0)))
+    old_env, new_env = old["environment"], new["environment"]
+    same_env = all(old_env.get(k) == new_env.get(k) for k in ("device_name", "packages"))
+    if result["verdict"] != "identical" and not same_env:
+        notes.append("a different device or package versions: only a tolerance can be expected")
+    return {**result, "record": old["id"], "notes": notes, "same_environment": same_env}

@@ -1,0 +1,96 @@
+"""The ``zoo`` subcommands that are not Lightning's: bench, leaderboard, reproduce.
+
+    zoo bench list
+    zoo bench run gradient_study --tier cpu [--models ...] [--seeds 0 1 2] [--records DIR]
+    zoo leaderboard build [--records leaderboards/records] [--out leaderboards]
+    zoo leaderboard compare my_runs/ [--records leaderboards/records]
+    zoo reproduce leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
+
+Exit status: 0 on success (for reproduce: identical or within tolerance), 1 when a
+reproduction differs, 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from zoo.bench import DEFAULT_RECORDS, DEFAULT_WEIGHTS, quiet_lightning, reproduce, run_benchmark
+
+
+def bench_main(argv: list[str]) -> int:
+    from tasks.benchmarks import BENCHMARKS, TIERS
+
+    parser = argparse.ArgumentParser(prog="zoo bench", description="Run benchmarks; one record per (model, seed).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="the benchmarks, their tiers, models and seeds")
+    run = sub.add_parser("run", help="run every (model, seed) pair of a tier that has no record yet")
+    run.add_argument("name", help=f"one of: {', '.join(BENCHMARKS)}")
+    run.add_argument("--tier", default="cpu", help=f"one of: {', '.join(TIERS)} (default cpu)")
+    run.add_argument("--models", nargs="+", help="a subset of the benchmark's models (default: all)")
+    run.add_argument("--seeds", nargs="+", type=int, help="default: the tier's seeds")
+    run.add_argument("--records", default=DEFAULT_RECORDS, help=f"records folder (default {DEFAULT_RECORDS})")
+    run.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"where trained weights go (default {DEFAULT_WEIGHTS})")
+    run.add_argument("--data_dir", help="folder of the original data files (offline)")
+    run.add_argument("--accelerator", help="override the tier's accelerator (cpu, cuda, mps, auto)")
+    run.add_argument("--wandb", action="store_true", help="also log each run to Weights & Biases (WANDB_MODE=offline works)")
+    run.add_argument("--no_progress", action="store_true")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        for bench in BENCHMARKS.values():
+            tiers = "; ".join(f"{tier}: seeds {list(bench.tier_seeds(tier))}" for tier in bench.tiers)
+            print(f"{bench.name:<16} {len(bench.models):>3} models  {tiers}")
+            print(f"{'':<16} {bench.description}")
+        return 0
+    quiet_lightning()
+    done = run_benchmark(args.name, args.tier, models=args.models, seeds=args.seeds, records_dir=args.records,
+                         weights_dir=args.weights, data_dir=args.data_dir, accelerator=args.accelerator,
+                         wandb=args.wandb, progress=not args.no_progress)
+    counts = {status: sum(d["status"] == status for d in done) for status in ("ran", "diverged", "exists")}
+    print(f"{args.name} [{args.tier}]: {counts['ran']} ran, {counts['diverged']} diverged, "
+          f"{counts['exists']} already recorded; records in {args.records}")
+    return 0
+
+
+def leaderboard_main(argv: list[str]) -> int:
+    from zoo.leaderboard import build, compare, compare_text
+
+    parser = argparse.ArgumentParser(prog="zoo leaderboard", description="Tables from run records.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    b = sub.add_parser("build", help="regenerate leaderboards/ (tables, CSVs, figures, index) from the records")
+    b.add_argument("--records", default=DEFAULT_RECORDS)
+    b.add_argument("--out", default="leaderboards")
+    c = sub.add_parser("compare", help="place a run (a record file or a folder of them) on its benchmark's board")
+    c.add_argument("path")
+    c.add_argument("--records", default=DEFAULT_RECORDS)
+    c.add_argument("--json", action="store_true", help="print the comparison as JSON")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        written = build(args.records, args.out)
+        print(f"wrote {len(written)} files under {args.out}")
+        return 0
+    results = compare(args.path, args.records)
+    print(json.dumps(results, indent=2) if args.json else compare_text(results))
+    return 0
+
+
+def reproduce_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="zoo reproduce", description="Run a record's config again and compare.")
+    parser.add_argument("record", help="a run record (JSON)")
+    parser.add_argument("--data_dir", help="folder of the original data files (offline)")
+    parser.add_argument("--out", help="also write the re-run's record here")
+    args = parser.parse_args(argv)
+    quiet_lightning()
+    result = reproduce(Path(args.record), data_dir=args.data_dir, out=args.out)
+    for note in result["notes"]:
+        print(f"note: {note}")
+    if result["difference"] is None:
+        print(f"{result['record']}: recorded {result['recorded']!r}, re-run {result['rerun']!r}")
+    else:
+        print(f"{result['record']}: test {result['metric']} recorded {result['recorded']:.6g}, re-run "
+              f"{result['rerun']:.6g} (difference {result['difference']:+.3g}, tolerance {result['tolerance']:g}; "
+              f"steps {result['steps'][0]} vs {result['steps'][1]}; weights "
+              f"{'identical' if result['weights_identical'] else 'differ'})")
+    print(f"verdict: {result['verdict']}")
+    return 0 if result["verdict"] != "differs" else 1

@@ -1,0 +1,161 @@
+"""Run records: one JSON file per run, everything the run did, in a versioned schema.
+
+A record is what a leaderboard row points at and what ``zoo reproduce`` runs again,
+so it holds the resolved config (not a reference to code that may change), the seed,
+the data's checksums, the metrics, the diagnostics' summaries, the wall time, the
+environment and the weights' sha256. It is written to a temporary name and renamed.
+
+Layout under a records folder: ``<benchmark>/<tier>/<model>.s<seed>.json``; the
+record id is ``<benchmark>.<tier>.<model>.s<seed>``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import subprocess
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from zoo.errors import ZooError
+from zoo.files import write_json_atomic
+from zoo.runtime import flush_denormal_active
+
+SCHEMA = "rnn-zoo/run-record"
+SCHEMA_VERSION = 1
+PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "safetensors", "rnn-zoo")
+
+
+def record_id(benchmark: str, tier: str, model: str, seed: int) -> str:
+    return f"{benchmark}.{tier}.{model}.s{seed}"
+
+
+def record_path(root: str | os.PathLike, benchmark: str, tier: str, model: str, seed: int) -> Path:
+    return Path(root) / benchmark / tier / f"{model}.s{seed}.json"
+
+
+def finite_or_none(value: Any) -> Any:
+    """JSON has no NaN: a non-finite number becomes None, recursively, so no NaN reaches a table."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def write_record(path: str | os.PathLike, record: dict[str, Any]) -> Path:
+    return write_json_atomic(path, finite_or_none(record))
+
+
+def read_record(path: str | os.PathLike) -> dict[str, Any]:
+    """A record, checked to be one of ours in this schema version; any other file is a clear error."""
+    path = Path(path)
+    try:
+        record = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ZooError(f"run record {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ZooError(f"run record {path} is not valid JSON (truncated or corrupt?): {err}") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise ZooError(f"{path} is not an rnn-zoo run record (no \"schema\": {SCHEMA!r})")
+    if record.get("schema_version") != SCHEMA_VERSION:
+        raise ZooError(f"run record {path} has schema version {record.get('schema_version')!r}; this rnn-zoo "
+                       f"reads version {SCHEMA_VERSION}")
+    for key in ("id", "benchmark", "tier", "model", "seed", "config", "metrics", "task"):
+        if key not in record:
+            raise ZooError(f"run record {path} has no {key!r} field")
+    return record
+
+
+def find_records(path: str | os.PathLike) -> list[Path]:
+    """The record files at ``path``: the file itself, or every ``*.json`` below a folder."""
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
+    raise ZooError(f"no run record or folder of records at {path}")
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def git_commit() -> dict[str, Any]:
+    """The commit of the checkout the package runs from, and whether it had local changes."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": dirty}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str) -> dict[str, Any]:
+    """Versions, hardware and the numerics switches a result depends on."""
+    cuda = device.startswith("cuda") and torch.cuda.is_available()
+    return {
+        "python": platform.python_version(),
+        "packages": {p: _version(p) for p in PACKAGES},
+        "platform": platform.platform(),
+        "cpu": _cpu_name(),
+        "cpu_threads": torch.get_num_threads(),
+        "device": device,
+        "device_name": torch.cuda.get_device_name(torch.device(device)) if cuda else _cpu_name(),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "flush_denormal": flush_denormal_active(),
+        "deterministic": {
+            "algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "fill_uninitialized_memory": torch.utils.deterministic.fill_uninitialized_memory,
+        },
+        "git": git_commit(),
+    }
+
+
+def data_checksums(data: Any) -> dict[str, Any]:
+    """What the data was: the sha256 of every file read, or the generator's seed for synthetic tasks."""
+    if hasattr(data, "checksums"):
+        return data.checksums()
+    return {"synthetic": type(data).__name__,
+            "data_seed": getattr(data, "data_seed", None)}
+
+
+def test_metric(record: dict[str, Any]) -> tuple[str, str]:
+    """The metric a record is ranked by and its direction ("min" or "max")."""
+    task = record["task"]
+    return task["target_metric"], task["target_mode"]

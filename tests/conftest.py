@@ -7,3 +7,21 @@ import torch
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+def _tiny_config(model="rnn_tanh.identity.clip1", steps=6, seq_len=12):
+    """A study config shrunk to seconds: the same code path as every benchmark run."""
+    from tasks.benchmarks import get_benchmark
+
+    config = get_benchmark("gradient_study").run_config("smoke", model)
+    config["data"]["args"].update(seq_len=seq_len, batch_size=8, val_size=16, test_size=16, batches_per_epoch=3)
+    config["trainer"]["max_steps"] = steps
+    config["lengths"] = [6, 12, 24]
+    config["diagnostics_every_n_steps"] = 3
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    """Build a benchmark run config that trains in seconds: ``tiny_config(model, steps, seq_len)``."""
+    return _tiny_config

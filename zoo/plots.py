@@ -189,7 +189,7 @@ def plot_study(rows: list[dict], out: Path) -> Path | None:
 
     Cells where every seed diverged are left blank (and marked), never coloured by a NaN.
     """
-    grid = [r for r in rows if r["cell"].startswith("rnn")]
+    grid = [r for r in rows if r["cell"].startswith("rnn") and len(r["model"].split(".")) == 3]  # rnn_{act}.{init}.{clip}
     if not grid:
         return None
     activations = sorted({r["activation"] for r in grid}, key=lambda a: ["tanh", "relu", "leaky_relu", "elu"].index(a)

@@ -1,0 +1,133 @@
+"""Benchmarks, run records, suites that resume, and reproducing a record."""
+
+import json
+import math
+
+import pytest
+from safetensors.torch import load_file
+
+from tasks.benchmarks import BENCHMARKS, STUDY_ACTIVATIONS, STUDY_CLIPS, STUDY_INITS, TIERS, get_benchmark
+from zoo.bench import execute, reproduce, run_benchmark
+from zoo.cli import main
+from zoo.errors import ZooError
+from zoo.records import SCHEMA_VERSION, read_record, record_path, sha256_file, write_record
+
+REQUIRED = ("adding_t100", "adding_t200", "adding_t500", "adding_t1000", "copy_t100", "smnist", "psmnist",
+            "ptb_word", "wikitext2_word", "ptb_char", "gradient_study")
+
+
+def test_every_benchmark_is_defined_with_every_tier_and_a_json_config():
+    assert set(REQUIRED) <= set(BENCHMARKS)
+    for bench in BENCHMARKS.values():
+        assert tuple(bench.tiers) == TIERS, bench.name
+        for tier in TIERS:
+            for model in bench.models:
+                config = bench.run_config(tier, model)
+                assert json.loads(json.dumps(config)) == config
+        assert bench.tier_seeds("smoke") == (0,)
+    assert len(get_benchmark("adding_t100").tier_seeds("cpu")) >= 3
+
+
+def test_study_crosses_activation_init_and_clipping_with_references():
+    study = get_benchmark("gradient_study")
+    grid = [m for m in study.models if m.startswith("rnn_")]
+    assert len(grid) == len(STUDY_ACTIVATIONS) * len(STUDY_INITS) * len(STUDY_CLIPS) == 40
+    assert {"lstm.default.clip1", "gru.default.clip1"} <= set(study.models)
+    config = study.run_config("cpu", "rnn_elu.identity.noclip")
+    assert config["model"]["backbone"]["nonlinearity"] == "elu"
+    assert config["model"]["backbone"]["recurrent_init"] == "identity"
+    assert config["trainer"]["gradient_clip_val"] is None
+    assert config["data"]["args"]["seq_len"] == 100 and config["lengths"] == [50, 100, 200, 400]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: get_benchmark("adding_t99"), "unknown benchmark 'adding_t99'; valid choices: adding_t100"),
+    (lambda: get_benchmark("adding_t100").run_config("gpu", "lstm_1x128"), "unknown tier of benchmark"),
+    (lambda: get_benchmark("adding_t100").run_config("cpu", "transformer"), "valid choices: lstm_1x128"),
+    (lambda: run_benchmark("adding_t100", "cpu", seeds=[-1]), "seed must be an integer >= 0"),
+])
+def test_bad_benchmark_input_names_the_choices(call, message):
+    with pytest.raises(ZooError, match=message.replace("(", r"\(")):
+        call()
+
+
+def test_record_has_everything_the_run_did(tmp_path, tiny_config):
+    record = execute(tiny_config(), 3, weights_dir=tmp_path)
+    assert record["schema_version"] == SCHEMA_VERSION and record["seed"] == 3
+    assert record["id"] == "gradient_study.smoke.rnn_tanh.identity.clip1.s3"
+    assert record["steps"] == 6 and record["stopped_by"] == "max_steps" and not record["diverged"]
+    assert set(record["metrics"]["test"]) >= {"mse", "accuracy"} and record["metrics"]["best"]["metric"] == "val_mse"
+    assert record["stability"]["steps"] == 6 and record["stability"]["clip_share"] is not None
+    assert len(record["gradients"]["final_norms_l0"]) == 12
+    assert set(record["lengths"]) == {"6", "12", "24"}
+    assert record["data"] == {"synthetic": "AddingProblem", "data_seed": 1234}
+    env = record["environment"]
+    assert env["flush_denormal"] is True and env["deterministic"]["algorithms"] is True
+    assert env["packages"]["torch"] and env["git"].keys() == {"commit", "dirty"}
+    weights = tmp_path / record["weights"]["file"]
+    assert sha256_file(weights) == record["weights"]["sha256"] and weights.stat().st_size == record["weights"]["bytes"]
+    assert sum(t.numel() for t in load_file(weights).values()) == record["params"]
+
+
+def test_suite_writes_one_record_per_pair_and_resumes(tmp_path):
+    records = tmp_path / "records"
+    kwargs = dict(models=["rnn_tanh_1x128", "gru_1x128"], records_dir=records, weights_dir=tmp_path / "w",
+                  progress=False)
+    first = run_benchmark("adding_t100", "smoke", **kwargs)
+    assert [d["status"] for d in first] == ["ran", "ran"]
+    path = record_path(records, "adding_t100", "smoke", "gru_1x128", 0)
+    mtime = path.stat().st_mtime_ns
+    again = run_benchmark("adding_t100", "smoke", **kwargs)
+    assert [d["status"] for d in again] == ["exists", "exists"] and path.stat().st_mtime_ns == mtime
+    assert not list(records.rglob(".*"))  # no temporary file left behind
+    path.write_text(path.read_text()[:100])  # a truncated record is an error, not a skip or a silent redo
+    with pytest.raises(ZooError, match="not valid JSON"):
+        run_benchmark("adding_t100", "smoke", **kwargs)
+
+
+def test_reproduce_is_identical_on_cpu_and_says_when_it_differs(tmp_path, tiny_config):
+    path = tmp_path / "r.json"
+    write_record(path, execute(tiny_config(), 0, weights_dir=tmp_path))
+    result = reproduce(path)
+    assert result["verdict"] == "identical" and result["weights_identical"] and result["difference"] == 0
+    record = json.loads(path.read_text())
+    record["metrics"]["test"]["mse"] += 0.001  # inside the study's tolerance of 0.002
+    path.write_text(json.dumps(record))
+    assert reproduce(path)["verdict"] == "within tolerance"
+    record["metrics"]["test"]["mse"] += 0.01
+    path.write_text(json.dumps(record))
+    assert main(["reproduce", str(path)]) == 1
+
+
+def test_divergence_is_a_record_not_a_crash(tmp_path, tiny_config):
+    config = tiny_config("rnn_relu.he.noclip", steps=30)
+    config["model"]["optim"]["lr"] = 1e4
+    record = execute(config, 0, weights_dir=tmp_path)
+    assert record["diverged"] and record["diverged_reason"].startswith("diverged at step")
+    assert record["metrics"]["test"] == {} and record["weights"] is None and record["lengths"] == {}
+    path = write_record(tmp_path / "d.json", record)
+    assert "NaN" not in path.read_text() and "Infinity" not in path.read_text()
+
+
+def test_read_record_rejects_other_files_and_versions(tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text(json.dumps({"schema": "rnn-zoo/run-record", "schema_version": SCHEMA_VERSION + 1}))
+    with pytest.raises(ZooError, match=f"schema version {SCHEMA_VERSION + 1}; this rnn-zoo reads version 1"):
+        read_record(path)
+    path.write_text(json.dumps({"hello": 1}))
+    with pytest.raises(ZooError, match="is not an rnn-zoo run record"):
+        read_record(path)
+    with pytest.raises(ZooError, match="does not exist"):
+        read_record(tmp_path / "missing.json")
+
+
+def test_bench_cli(tmp_path, capsys):
+    assert main(["bench", "list"]) == 0
+    assert "gradient_study" in capsys.readouterr().out
+    assert main(["bench", "run", "adding_t42", "--tier", "smoke"]) == 2
+    assert "unknown benchmark 'adding_t42'" in capsys.readouterr().err
+    assert main(["bench", "run", "adding_t100", "--tier", "smoke", "--models", "rnn_tanh_1x128", "--records",
+                 str(tmp_path / "r"), "--weights", str(tmp_path / "w"), "--no_progress"]) == 0
+    assert "1 ran, 0 diverged, 0 already recorded" in capsys.readouterr().out
+    assert math.isfinite(read_record(record_path(tmp_path / "r", "adding_t100", "smoke", "rnn_tanh_1x128", 0))
+                         ["metrics"]["test"]["mse"])

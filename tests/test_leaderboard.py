@@ -1,0 +1,91 @@
+"""Leaderboards from records: seeds aggregated, diverged runs apart, no NaN anywhere; compare places a run."""
+
+import copy
+import csv
+import statistics
+
+import pytest
+
+from zoo.bench import execute
+from zoo.cli import main
+from zoo.errors import ZooError
+from zoo.leaderboard import aggregate, build, compare
+from zoo.records import record_path, write_record
+
+
+@pytest.fixture(scope="module")
+def real_record(tmp_path_factory, tiny_config):
+    return execute(tiny_config(), 0, weights_dir=tmp_path_factory.mktemp("w"))
+
+
+def variant(record, model, seed, mse=None, diverged=False):
+    r = copy.deepcopy(record)
+    r["model"], r["seed"] = model, seed
+    r["id"] = f"{r['benchmark']}.{r['tier']}.{model}.s{seed}"
+    r["config"]["model"]["name"] = model
+    if diverged:
+        r.update(diverged=True, diverged_reason="diverged at step 3: loss is nan", lengths={}, longest_solved=None)
+        r["metrics"]["test"] = {}
+    else:
+        r["metrics"]["test"]["mse"] = mse
+    return r
+
+
+@pytest.fixture
+def board(tmp_path, real_record):
+    root = tmp_path / "records"
+    runs = [variant(real_record, "a", 0, 0.10), variant(real_record, "a", 1, 0.20), variant(real_record, "a", 2, None,
+            diverged=True), variant(real_record, "b", 0, 0.05), variant(real_record, "b", 1, 0.07),
+            variant(real_record, "c", 0, None, diverged=True)]
+    for r in runs:
+        write_record(record_path(root, r["benchmark"], r["tier"], r["model"], r["seed"]), r)
+    return root, runs
+
+
+def test_seeds_aggregate_and_diverged_runs_count_apart(board):
+    _, runs = board
+    rows = {row["model"]: row for row in aggregate(runs)}
+    assert [row["model"] for row in aggregate(runs)] == ["b", "a", "c"]  # lower MSE first; all-diverged last
+    a = rows["a"]
+    assert a["n"] == 2 and a["runs"] == 3 and a["diverged"] == 1
+    assert a["mean"] == pytest.approx(0.15) and a["std"] == pytest.approx(statistics.stdev([0.1, 0.2]))
+    assert rows["c"]["mean"] is None and rows["c"]["diverged"] == 1
+
+
+def test_build_writes_tables_csv_figures_and_index_without_nan(board, tmp_path):
+    root, _ = board
+    out = tmp_path / "boards"
+    written = build(root, out)
+    names = {p.name for p in written}
+    assert {"README.md", "gradient_study.smoke.md", "gradient_study.smoke.csv"} <= names
+    table = (out / "gradient_study.smoke.md").read_text()
+    assert "The gradient-problem study" in table and "0.15 ± 0.071" in table
+    assert "nan" not in table.lower() and "gradient_study.smoke.a.s2" in table
+    rows = list(csv.DictReader((out / "gradient_study.smoke.csv").open()))
+    assert [r["model"] for r in rows] == ["b", "a", "c"] and rows[2]["mean"] == "" and rows[1]["diverged"] == "1"
+    assert "[gradient_study.smoke.md](gradient_study.smoke.md)" in (out / "README.md").read_text()
+
+
+def test_compare_ranks_a_run_and_checks_apples_to_apples(board, tmp_path, real_record):
+    root, _ = board
+    mine = variant(real_record, "mine", 0, 0.065)
+    path = write_record(tmp_path / "mine.json", mine)
+    (result,) = compare(path, root)
+    assert result["rank"] == 2 and result["of"] == 4 and result["best_model"] == "b"
+    assert result["to_best"] == pytest.approx(0.005) and result["same_model"] is None
+    assert result["apples_to_apples"]
+    other = variant(real_record, "a", 7, 0.12)
+    other["config"]["trainer"]["max_steps"] = 999
+    (result,) = compare(write_record(tmp_path / "other.json", other), root)
+    assert result["to_same_model"] == pytest.approx(-0.03) and not result["apples_to_apples"]
+    assert result["differences"] == ["trainer.max_steps 999 vs 6"]
+
+
+def test_leaderboard_cli(board, tmp_path, capsys):
+    root, runs = board
+    assert main(["leaderboard", "build", "--records", str(root), "--out", str(tmp_path / "o")]) == 0
+    path = record_path(root, runs[0]["benchmark"], runs[0]["tier"], "a", 0)
+    assert main(["leaderboard", "compare", str(path), "--records", str(root)]) == 0
+    assert "apples to apples" in capsys.readouterr().out
+    with pytest.raises(ZooError, match="no records folder"):
+        build(tmp_path / "nowhere", tmp_path / "o")

@@ -1,6 +1,7 @@
 """Benchmarks, run records, suites that resume, and reproducing a record."""
 
 import json
+import re
 import math
 
 import pytest
@@ -131,3 +132,37 @@ def test_bench_cli(tmp_path, capsys):
     assert "1 ran, 0 diverged, 0 already recorded" in capsys.readouterr().out
     assert math.isfinite(read_record(record_path(tmp_path / "r", "adding_t100", "smoke", "rnn_tanh_1x128", 0))
                          ["metrics"]["test"]["mse"])
+
+
+def test_own_model_runs_under_the_benchmark_budget_and_compares(tmp_path, capsys):
+    own = tmp_path / "mine.yaml"
+    own.write_text("name: my_gru_1x32\nbackbone: {cell: gru, hidden_size: 32}\noptim: {name: adam, lr: 0.003}\n"
+                   "clip_val: 1.0\n")
+    board, mine = tmp_path / "board", tmp_path / "mine"
+    common = ["--tier", "smoke", "--weights", str(tmp_path / "w"), "--no_progress"]
+    assert main(["bench", "run", "adding_t100", "--models", "rnn_tanh_1x128", "--records", str(board), *common]) == 0
+    assert main(["bench", "run", "adding_t100", "--model_config", str(own), "--records", str(mine),
+                 *common]) == 0
+    record = read_record(record_path(mine, "adding_t100", "smoke", "my_gru_1x32", 0))
+    assert record["config"]["model"]["backbone"]["hidden_size"] == 32
+    assert record["config"]["trainer"] == get_benchmark("adding_t100").run_config("smoke", "gru_1x128")["trainer"]
+    capsys.readouterr()
+    assert main(["leaderboard", "compare", str(mine), "--records", str(board)]) == 0
+    out = capsys.readouterr().out
+    assert "rank" in out and "of 2" in out and "apples to apples" in out and "not on the board" in out
+
+
+@pytest.mark.parametrize("text, message", [
+    ("name: x\nbackbone: {cell: lstm, hidden: 3}\n", r"unknown backbone settings \['hidden'\]; valid: cell"),
+    ("name: x\nbackbone: {cell: lsmt}\n", "unknown cell 'lsmt'; valid choices: rnn, lstm, gru"),
+    ("name: x\nbackbone: {}\nlr: 3\n", r"unknown keys \['lr'\]; valid keys: name, backbone"),
+    ("backbone: {}\n", "must be a mapping with at least 'name' and 'backbone'"),
+    ("name: [unclosed\n", "is not valid YAML"),
+])
+def test_bad_model_config_is_one_clear_error(tmp_path, capsys, text, message):
+    path = tmp_path / "m.yaml"
+    path.write_text(text)
+    assert main(["bench", "run", "adding_t100", "--tier", "smoke", "--model_config", str(path), "--records",
+                 str(tmp_path / "r")]) == 2
+    assert re.search(message, capsys.readouterr().err)
+    assert not (tmp_path / "r").exists()

@@ -89,3 +89,18 @@ def test_leaderboard_cli(board, tmp_path, capsys):
     assert "apples to apples" in capsys.readouterr().out
     with pytest.raises(ZooError, match="no records folder"):
         build(tmp_path / "nowhere", tmp_path / "o")
+
+
+def test_study_heat_map_leaves_diverged_cells_blank(tmp_path, real_record):
+    root = tmp_path / "records"
+    runs = [variant(real_record, "rnn_tanh.identity.clip1", 0, 0.12),
+            variant(real_record, "rnn_tanh.default.noclip", 0, 0.16),
+            variant(real_record, "rnn_relu.default.noclip", 0, None, diverged=True)]
+    runs[2]["config"]["model"]["backbone"].update(nonlinearity="relu", input_init="default", recurrent_init="default")
+    runs[2]["config"]["trainer"].update(gradient_clip_val=None, gradient_clip_algorithm=None)
+    for r in runs:
+        write_record(record_path(root, r["benchmark"], r["tier"], r["model"], r["seed"]), r)
+    written = build(root, tmp_path / "out")
+    assert (tmp_path / "out" / "gradient_study.smoke.study.png") in written
+    table = (tmp_path / "out" / "gradient_study.smoke.md").read_text()
+    assert "| rnn_relu.default.noclip | relu | default | none | 1/1 |" in table

@@ -176,17 +176,67 @@ def one_line(record: dict[str, Any]) -> str:
             f"{f', target at step {reached}' if reached is not None else ''}, {record['seconds']:.0f} s")
 
 
+RECIPE_KEYS = ("name", "backbone", "optim", "clip_val", "clip_algorithm", "module")
+
+
+def load_model_config(path: str | os.PathLike):
+    """A user's own model from YAML or JSON (name, backbone, optim, clip_val, clip_algorithm, module), checked."""
+    import dataclasses
+
+    import yaml
+
+    from tasks.reference import Recipe
+    from zoo.models.rnn import RNNConfig
+    from zoo.optim import OptimConfig
+
+    path = Path(path)
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ZooError(f"model config {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ZooError(f"model config {path} is not valid YAML: {err}") from None
+    if not isinstance(spec, dict) or "name" not in spec or "backbone" not in spec:
+        raise ZooError(f"model config {path} must be a mapping with at least 'name' and 'backbone'; "
+                       f"keys: {', '.join(RECIPE_KEYS)}")
+    unknown = sorted(set(spec) - set(RECIPE_KEYS))
+    if unknown:
+        raise ZooError(f"model config {path} has unknown keys {unknown}; valid keys: {', '.join(RECIPE_KEYS)}")
+    fields = {"backbone": RNNConfig, "optim": OptimConfig}
+    parts = {}
+    for key, cls in fields.items():
+        given = spec.get(key) or {}
+        bad = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
+        if bad:
+            raise ZooError(f"model config {path}: unknown {key} settings {bad}; valid: "
+                           f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+        parts[key] = cls(**given)
+    return Recipe(str(spec["name"]), parts["backbone"], parts.get("optim", OptimConfig()),
+                  clip_val=spec.get("clip_val"), clip_algorithm=spec.get("clip_algorithm", "norm"),
+                  module=dict(spec.get("module") or {}))
+
+
 def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seeds: list[int] | None = None,
                   records_dir: str | os.PathLike = DEFAULT_RECORDS,
                   weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS, data_dir: str | None = None,
-                  accelerator: str | None = None, wandb: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Run every (model, seed) pair of a benchmark's tier that has no record yet; return what happened to each."""
+                  accelerator: str | None = None, wandb: bool = False, progress: bool = True,
+                  own_models: list[Any] | None = None) -> list[dict[str, Any]]:
+    """Run every (model, seed) pair of a benchmark's tier that has no record yet; return what happened to each.
+
+    ``own_models`` (Recipes, e.g. from ``load_model_config``) run under the benchmark's
+    task settings and budget instead of its models, so they compare apples to apples.
+    """
+    import dataclasses
+
     from tqdm.auto import tqdm
 
     from tasks.benchmarks import check_tier, get_benchmark
 
     bench = get_benchmark(name)
     check_tier(tier)
+    if own_models:
+        bench = dataclasses.replace(bench, models={**bench.models, **{r.name: r for r in own_models}})
+        models = [*(models or []), *(r.name for r in own_models)]
     model_names = [bench.model(m).name for m in models] if models else list(bench.models)
     seed_list = [check_int("seed", s, low=0) for s in seeds] if seeds else list(bench.tier_seeds(tier))
     pairs = [(m, s) for m in model_names for s in seed_list]

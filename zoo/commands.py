@@ -2,6 +2,7 @@
 
     zoo bench list
     zoo bench run gradient_study --tier cpu [--models ...] [--seeds 0 1 2] [--records DIR]
+    zoo bench run adding_t100 --tier cpu --model_config my_lstm.yaml --records my_runs/
     zoo leaderboard build [--records leaderboards/records] [--out leaderboards]
     zoo leaderboard compare my_runs/ [--records leaderboards/records]
     zoo reproduce leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
@@ -16,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from zoo.bench import DEFAULT_RECORDS, DEFAULT_WEIGHTS, quiet_lightning, reproduce, run_benchmark
+from zoo.bench import DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
 
 
 def bench_main(argv: list[str]) -> int:
@@ -30,6 +31,9 @@ def bench_main(argv: list[str]) -> int:
     run.add_argument("--tier", default="cpu", help=f"one of: {', '.join(TIERS)} (default cpu)")
     run.add_argument("--models", nargs="+", help="a subset of the benchmark's models (default: all)")
     run.add_argument("--seeds", nargs="+", type=int, help="default: the tier's seeds")
+    run.add_argument("--model_config", nargs="+", default=[],
+                     help="your own model(s), YAML: name, backbone, optim, clip_val, module; run under this "
+                          "benchmark's settings and budget (then `zoo leaderboard compare`)")
     run.add_argument("--records", default=DEFAULT_RECORDS, help=f"records folder (default {DEFAULT_RECORDS})")
     run.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"where trained weights go (default {DEFAULT_WEIGHTS})")
     run.add_argument("--data_dir", help="folder of the original data files (offline)")
@@ -44,9 +48,11 @@ def bench_main(argv: list[str]) -> int:
             print(f"{'':<16} {bench.description}")
         return 0
     quiet_lightning()
+    own = [load_model_config(path) for path in args.model_config]
     done = run_benchmark(args.name, args.tier, models=args.models, seeds=args.seeds, records_dir=args.records,
                          weights_dir=args.weights, data_dir=args.data_dir, accelerator=args.accelerator,
-                         wandb=args.wandb, progress=not args.no_progress)
+                         wandb=args.wandb, progress=not args.no_progress,
+                         own_models=own)
     counts = {status: sum(d["status"] == status for d in done) for status in ("ran", "diverged", "exists")}
     print(f"{args.name} [{args.tier}]: {counts['ran']} ran, {counts['diverged']} diverged, "
           f"{counts['exists']} already recorded; records in {args.records}")

@@ -1,7 +1,10 @@
 """Benchmarks, run records, suites that resume, and reproducing a record."""
 
 import json
+import os
 import re
+import subprocess
+import sys
 import math
 
 import pytest
@@ -166,3 +169,18 @@ def test_bad_model_config_is_one_clear_error(tmp_path, capsys, text, message):
                  str(tmp_path / "r")]) == 2
     assert re.search(message, capsys.readouterr().err)
     assert not (tmp_path / "r").exists()
+
+
+def test_two_suites_split_pairs_and_a_dead_suites_lock_is_taken_over(tmp_path):
+    records = tmp_path / "records"
+    kwargs = dict(models=["rnn_tanh_1x128"], records_dir=records, weights_dir=None, progress=False)
+    path = record_path(records, "adding_t100", "smoke", "rnn_tanh_1x128", 0)
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True)
+    lock.write_text(str(os.getpid()))  # a live suite holds the pair
+    assert [d["status"] for d in run_benchmark("adding_t100", "smoke", **kwargs)] == ["running elsewhere"]
+    assert not path.exists()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(dead.stdout.strip())  # its suite was killed
+    assert [d["status"] for d in run_benchmark("adding_t100", "smoke", **kwargs)] == ["ran"]
+    assert path.exists() and not lock.exists()

@@ -176,6 +176,37 @@ def one_line(record: dict[str, Any]) -> str:
             f"{f', target at step {reached}' if reached is not None else ''}, {record['seconds']:.0f} s")
 
 
+def claim(path: Path) -> bool:
+    """Take the pair whose record goes to ``path`` for this process: a ``.lock`` file made with O_EXCL.
+
+    Two suites started on the same records folder then split the pairs between them
+    instead of running each twice. A lock whose process is gone (killed) is taken over.
+    """
+    lock = path.with_name(f".{path.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text() or "0")
+                os.kill(pid, 0)
+                return False  # alive: another suite is running this pair
+            except (ValueError, ProcessLookupError, FileNotFoundError):
+                lock.unlink(missing_ok=True)  # its process died: take it over
+                continue
+            except PermissionError:
+                return False
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(path: Path) -> None:
+    path.with_name(f".{path.name}.lock").unlink(missing_ok=True)
+
+
 RECIPE_KEYS = ("name", "backbone", "optim", "clip_val", "clip_algorithm", "module")
 
 
@@ -249,11 +280,20 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
             read_record(path)  # a record that does not read is an error, never a silent redo or a skip
             done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "exists"})
             continue
-        config = bench.run_config(tier, model)
-        if accelerator:
-            config["trainer"]["accelerator"] = accelerator
-        record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb)
-        write_record(path, record)
+        if not claim(path):
+            done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "running elsewhere"})
+            continue
+        try:
+            if path.exists():  # finished by another suite between our check and our claim
+                done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "exists"})
+                continue
+            config = bench.run_config(tier, model)
+            if accelerator:
+                config["trainer"]["accelerator"] = accelerator
+            record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb)
+            write_record(path, record)
+        finally:
+            release(path)
         bar.write(one_line(record))
         done.append({"id": record["id"], "path": str(path), "status": "diverged" if record["diverged"] else "ran"})
     return done

@@ -53,9 +53,11 @@ def bench_main(argv: list[str]) -> int:
                          weights_dir=args.weights, data_dir=args.data_dir, accelerator=args.accelerator,
                          wandb=args.wandb, progress=not args.no_progress,
                          own_models=own)
-    counts = {status: sum(d["status"] == status for d in done) for status in ("ran", "diverged", "exists")}
+    counts = {status: sum(d["status"] == status for d in done)
+              for status in ("ran", "diverged", "exists", "running elsewhere")}
     print(f"{args.name} [{args.tier}]: {counts['ran']} ran, {counts['diverged']} diverged, "
-          f"{counts['exists']} already recorded; records in {args.records}")
+          f"{counts['exists']} already recorded, {counts['running elsewhere']} running in another suite; "
+          f"records in {args.records}")
     return 0
 
 

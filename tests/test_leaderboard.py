@@ -104,3 +104,13 @@ def test_study_heat_map_leaves_diverged_cells_blank(tmp_path, real_record):
     assert (tmp_path / "out" / "gradient_study.smoke.study.png") in written
     table = (tmp_path / "out" / "gradient_study.smoke.md").read_text()
     assert "| rnn_relu.default.noclip | relu | default | none | 1/1 |" in table
+
+
+def test_build_regenerates_the_readme_block_only(board, tmp_path):
+    root, _ = board
+    readme = tmp_path / "README.md"
+    readme.write_text("# top\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\nbottom\n")
+    build(root, tmp_path / "leaderboards", readme=readme)
+    text = readme.read_text()
+    assert text.startswith("# top\n<!-- leaderboard:start -->") and text.endswith("<!-- leaderboard:end -->\nbottom\n")
+    assert "old" not in text and "](leaderboards/gradient_study.smoke.md)" in text and "gradient-problem study" in text

@@ -69,13 +69,16 @@ def leaderboard_main(argv: list[str]) -> int:
     b = sub.add_parser("build", help="regenerate leaderboards/ (tables, CSVs, figures, index) from the records")
     b.add_argument("--records", default=DEFAULT_RECORDS)
     b.add_argument("--out", default="leaderboards")
+    b.add_argument("--readme", default="README.md",
+                   help="a README whose block between <!-- leaderboard:start/end --> markers is regenerated "
+                        "(left alone when it has none)")
     c = sub.add_parser("compare", help="place a run (a record file or a folder of them) on its benchmark's board")
     c.add_argument("path")
     c.add_argument("--records", default=DEFAULT_RECORDS)
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
     if args.command == "build":
-        written = build(args.records, args.out)
+        written = build(args.records, args.out, readme=args.readme)
         print(f"wrote {len(written)} files under {args.out}")
         return 0
     results = compare(args.path, args.records)

@@ -245,8 +245,35 @@ def write_figures(name: str, tier: str, rows: list[dict[str, Any]], records: lis
     return figures
 
 
-def build(records_root: str | os.PathLike = "leaderboards/records", out: str | os.PathLike = "leaderboards") -> list[Path]:
-    """Regenerate every table, CSV and figure, and the index, from the records."""
+README_START, README_END = "<!-- leaderboard:start -->", "<!-- leaderboard:end -->"
+
+
+def update_readme(readme: Path, index_rows: list[str], study: str | None, out: Path) -> Path | None:
+    """Replace the block between the README's markers with the index and the study's table.
+
+    The README shows results without holding a second copy of any number: the block
+    is regenerated with everything else, from the records.
+    """
+    if not readme.is_file():
+        return None
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return None
+    rel = os.path.relpath(out, readme.parent)
+    block = [README_START, "", "| benchmark | tier | best model | test metric | runs | diverged | table | csv |",
+             "|---|---|---|---|---|---|---|---|"]
+    block += [row.replace("](", f"]({rel}/") for row in index_rows]
+    if study:
+        block += ["", study]
+    block += ["", README_END]
+    head, rest = text.split(README_START, 1)
+    tail = rest.split(README_END, 1)[1]
+    return write_text_atomic(readme, head + "\n".join(block) + tail)
+
+
+def build(records_root: str | os.PathLike = "leaderboards/records", out: str | os.PathLike = "leaderboards",
+          readme: str | os.PathLike | None = None) -> list[Path]:
+    """Regenerate every table, CSV and figure, and the index (and the README's block), from the records."""
     out = Path(out)
     records = load_board(records_root)
     boards: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -257,17 +284,25 @@ def build(records_root: str | os.PathLike = "leaderboards/records", out: str | o
              "every number links to the records it comes from and `zoo reproduce RECORD` re-runs any of them.", "",
              "| benchmark | tier | best model | test metric | runs | diverged | table | csv |",
              "|---|---|---|---|---|---|---|---|"]
+    index_rows: list[str] = []
+    study = None
     for (name, tier), board in sorted(boards.items()):
         rows = aggregate(board)
+        if name == "gradient_study" and (study is None or tier == "cpu"):
+            link = os.path.relpath(out / f"{name}.{tier}.md", Path(readme).parent) if readme else f"{name}.{tier}.md"
+            study = f"The gradient-problem study, {tier} tier ([table, figures and records]({link})):\n\n" + study_table(rows)
         stem = f"{name}.{tier}"
         figures = write_figures(name, tier, rows, board, out)
         written += figures
         written.append(write_text_atomic(out / f"{stem}.md", board_markdown(name, tier, rows, board, figures)))
         written.append(write_text_atomic(out / f"{stem}.csv", csv_text(rows)))
         best = rows[0]
-        index.append(f"| {name} | {tier} | {best['model']} | {best['metric']} {fmt_metric(best)} | {len(board)} | "
-                     f"{sum(r['diverged'] for r in rows)} | [{stem}.md]({stem}.md) | [{stem}.csv]({stem}.csv) |")
-    written.append(write_text_atomic(out / "README.md", "\n".join(index) + "\n"))
+        index_rows.append(f"| {name} | {tier} | {best['model']} | {best['metric']} {fmt_metric(best)} | "
+                          f"{len(board)} | {sum(r['diverged'] for r in rows)} | [{stem}.md]({stem}.md) | "
+                          f"[{stem}.csv]({stem}.csv) |")
+    written.append(write_text_atomic(out / "README.md", "\n".join(index + index_rows) + "\n"))
+    if readme and (path := update_readme(Path(readme), index_rows, study, out)):
+        written.append(path)
     return written
 
 

@@ -184,3 +184,14 @@ def test_two_suites_split_pairs_and_a_dead_suites_lock_is_taken_over(tmp_path):
     lock.write_text(dead.stdout.strip())  # its suite was killed
     assert [d["status"] for d in run_benchmark("adding_t100", "smoke", **kwargs)] == ["ran"]
     assert path.exists() and not lock.exists()
+
+
+def test_wandb_run_id_is_recorded(tmp_path):
+    pytest.importorskip("wandb")
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
+    result = subprocess.run([sys.executable, "-m", "zoo.cli", "bench", "run", "adding_t100", "--tier", "smoke",
+                             "--models", "rnn_tanh_1x128", "--records", "r", "--weights", "w", "--wandb",
+                             "--no_progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_id = read_record(record_path(tmp_path / "r", "adding_t100", "smoke", "rnn_tanh_1x128", 0))["wandb_run_id"]
+    assert run_id and list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))

@@ -19,6 +19,7 @@ from tasks.reference import ADDING_REFERENCE, LM_REFERENCE, Recipe
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
 from zoo.optim import OptimConfig
+from zoo.registry import architecture
 
 TIERS = ("smoke", "cpu", "full")
 DEFAULT_SEEDS = (0, 1, 2)
@@ -268,7 +269,7 @@ PTB_CHAR = Benchmark(
                 "batch 64, BPTT 100, Adam 2e-3, clip norm 1.0; test bits per character.",
     data_class="LanguageModelling",
     data_args={"corpus": "ptb_char", "batch_size": 64, "bptt": 100},
-    models={"lstm_1x512": Recipe("lstm_1x512", RNNConfig(cell="lstm", hidden_size=512),
+    models={"lstm_1x512": Recipe("lstm_1x512", architecture("lstm_1x512"),
                                  OptimConfig(name="adam", lr=2e-3), clip_val=1.0, module={"embedding_size": 128})},
     tiers={
         "smoke": LM_SMOKE,

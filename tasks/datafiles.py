@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
+from zoo.files import any_env_true, user_cache
 
 ENV_DATA_DIR = "ZOO_DATA_DIR"
 ENV_CACHE_DIR = "ZOO_CACHE_DIR"
@@ -84,16 +85,11 @@ FILES: dict[str, DataFile] = {
 
 
 def cache_dir() -> Path:
-    if os.environ.get(ENV_CACHE_DIR):
-        return Path(os.environ[ENV_CACHE_DIR])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rnn-zoo" / "data"
+    return user_cache(ENV_CACHE_DIR, "data")
 
 
 def is_offline(offline: bool | None = None) -> bool:
-    if offline is not None:
-        return offline
-    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in OFFLINE_ENVS)
+    return offline if offline is not None else any_env_true(OFFLINE_ENVS)
 
 
 def spec(name: str) -> DataFile:

@@ -14,6 +14,7 @@ from typing import Any
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
 from zoo.optim import OptimConfig
+from zoo.registry import architecture
 
 
 @dataclass(frozen=True)
@@ -31,14 +32,10 @@ class Recipe:
 ADDING_REFERENCE: dict[str, Recipe] = {
     recipe.name: recipe
     for recipe in (
-        Recipe("lstm_1x128", RNNConfig(cell="lstm", hidden_size=128)),
-        Recipe("gru_1x128", RNNConfig(cell="gru", hidden_size=128)),
-        Recipe("rnn_tanh_1x128", RNNConfig(cell="rnn", nonlinearity="tanh", hidden_size=128)),
-        Recipe(
-            "irnn_1x128",
-            RNNConfig(cell="rnn", nonlinearity="relu", hidden_size=128, recurrent_init="identity", bias_init=0.0),
-            optim=OptimConfig(name="adam", lr=1e-4),
-        ),
+        Recipe("lstm_1x128", architecture("lstm_1x128")),
+        Recipe("gru_1x128", architecture("gru_1x128")),
+        Recipe("rnn_tanh_1x128", architecture("rnn_tanh_1x128")),
+        Recipe("irnn_1x128", architecture("irnn_1x128"), optim=OptimConfig(name="adam", lr=1e-4)),
     )
 }
 
@@ -77,8 +74,7 @@ LM_REFERENCE: dict[str, LMRecipe] = {
             "ptb_small",
             corpus="ptb",
             # Every weight U(-0.1, 0.1), no dropout; lr halved after each epoch from the 5th on.
-            backbone=RNNConfig(cell="lstm", hidden_size=200, num_layers=2, input_init="uniform",
-                               recurrent_init="uniform", init_range=0.1),
+            backbone=architecture("lstm_2x200"),
             optim=OptimConfig(name="sgd", lr=20.0, schedule="step", step_size=1, gamma=0.5, decay_start=4),
             clip_val=0.25,
             batch_size=20,

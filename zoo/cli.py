@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             from zoo.plots import main as plot_main  # matplotlib only when plotting
 
             return plot_main(args[1:])
-        if args[:1] in (["bench"], ["leaderboard"], ["reproduce"]):
+        if args[:1] in (["bench"], ["leaderboard"], ["reproduce"], ["pretrained"]):
             from zoo import commands
 
             return getattr(commands, f"{args[0]}_main")(args[1:])

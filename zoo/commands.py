@@ -105,3 +105,63 @@ def reproduce_main(argv: list[str]) -> int:
               f"{'identical' if result['weights_identical'] else 'differ'})")
     print(f"verdict: {result['verdict']}")
     return 0 if result["verdict"] != "differs" else 1
+
+
+def pretrained_main(argv: list[str]) -> int:
+    from zoo import pretrained
+    from zoo.registry import list_models
+
+    parser = argparse.ArgumentParser(prog="zoo pretrained", description="Pretrained models: list, info, download, "
+                                     "export a run, verify.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    ls = sub.add_parser("list", help="pretrained names matching a wildcard pattern")
+    ls.add_argument("pattern", nargs="?", default="*")
+    info = sub.add_parser("info", help="a model's card")
+    info.add_argument("name")
+    info.add_argument("--json", action="store_true")
+    dl = sub.add_parser("download", help="fetch a model's files into the cache, checked")
+    dl.add_argument("name")
+    ex = sub.add_parser("export", help="turn a run record into a release: safetensors, JSON config, card, manifest")
+    ex.add_argument("record")
+    ex.add_argument("--out", default="release")
+    ex.add_argument("--weights_dir", default=DEFAULT_WEIGHTS)
+    ex.add_argument("--tag", help="default: the benchmark's name")
+    ex.add_argument("--data_dir", help="folder of the original data files (a language model's vocabulary)")
+    ve = sub.add_parser("verify", help="evaluate pretrained models on their test sets against their cards")
+    ve.add_argument("names", nargs="*", help="default: every pretrained model")
+    ve.add_argument("--limit_batches", type=float, default=1.0, help="share (0.1) or count (5.0 -> 5) of test batches")
+    ve.add_argument("--data_dir")
+    args = parser.parse_args(argv)
+    if args.command == "list":
+        models = pretrained.manifest()
+        for name in list_models(args.pattern, pretrained=True):
+            card = models[name]
+            print(f"{name:<32} test {card['metric']} {card['metrics'][card['metric']]:<10.5g} "
+                  f"{card['params']:>10,} params {card['file']['bytes']:>12,} bytes")
+        return 0
+    if args.command == "info":
+        card = pretrained.entry(args.name)
+        print(json.dumps(card, indent=2) if args.json else pretrained.card_text(args.name, card))
+        return 0
+    if args.command == "download":
+        for path in pretrained.download(args.name):
+            print(path)
+        return 0
+    if args.command == "export":
+        name, card = pretrained.export(args.record, args.out, weights_dir=args.weights_dir, tag=args.tag,
+                                       data_dir=args.data_dir)
+        print(f"{name}: {card['file']['name']} ({card['file']['bytes']:,} bytes, sha256 {card['file']['sha256']}) "
+              f"and its card in {args.out}")
+        return 0
+    limit = int(args.limit_batches) if args.limit_batches > 1 else args.limit_batches
+    tolerance = 1e-3 if limit == 1.0 else pretrained.SLICE_TOLERANCE
+    failed = 0
+    for name in args.names or list(pretrained.manifest()):
+        model = pretrained.load(name)
+        value = pretrained.evaluate(model, limit_batches=limit, data_dir=args.data_dir)
+        card = model.card["metrics"][model.card["metric"]]
+        ok = abs(value - card) <= tolerance * abs(card)
+        failed += not ok
+        print(f"{name:<32} {model.card['metric']} {value:.6g} (card {card:.6g}, relative tolerance {tolerance:g}): "
+              f"{'ok' if ok else 'FAILED'}")
+    return 1 if failed else 0

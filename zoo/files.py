@@ -33,3 +33,15 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     return path
+
+
+def any_env_true(names: tuple[str, ...]) -> bool:
+    """Whether any of these environment variables is set to 1/true/yes/on (offline switches)."""
+    return any(os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"} for name in names)
+
+
+def user_cache(env: str, sub: str) -> Path:
+    """``$env`` if set, else ``$XDG_CACHE_HOME`` (or ~/.cache) / rnn-zoo / ``sub``."""
+    if os.environ.get(env):
+        return Path(os.environ[env])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rnn-zoo" / sub

@@ -1,0 +1,202 @@
+"""Pretrained models: registry, export, verified loading from every source, and the shipped weights' cards."""
+
+import functools
+import http.server
+import json
+import shutil
+import threading
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tasks.datafiles import shared_data_dir
+from zoo import hub, pretrained
+from zoo.bench import execute, write_record
+from zoo.cli import main
+from zoo.errors import ZooError
+from zoo.registry import architecture, list_models
+
+SHIPPED = pretrained.manifest()
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory, tiny_config):
+    """A real run exported as a release: weights, card, manifest."""
+    root = tmp_path_factory.mktemp("release")
+    record = execute(tiny_config("rnn_tanh.identity.clip1", steps=4), 0, weights_dir=root / "weights")
+    path = write_record(root / "record.json", record)
+    name, card = pretrained.export(path, root / "out", weights_dir=root / "weights", tag="tiny")
+    return root, name, card
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch, release):
+    """The release as the package's manifest, an empty cache, no mirror, online."""
+    root, name, card = release
+    package = tmp_path / "package"
+    package.mkdir()
+    manifest = json.loads((root / "out" / "manifest.json").read_text())
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    monkeypatch.setattr(hub, "PACKAGE_WEIGHTS", package)
+    monkeypatch.setenv(hub.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.delenv(hub.ENV_MIRROR, raising=False)
+    for env in hub.OFFLINE_ENVS:
+        monkeypatch.delenv(env, raising=False)
+    return package, root / "out", name, card
+
+
+def test_export_writes_weights_card_and_manifest_with_hashes_computed_now(release):
+    root, name, card = release
+    out = root / "out"
+    assert name == "rnn_tanh_identity_clip1.tiny"
+    weights = out / card["file"]["name"]
+    assert card["file"] == {"name": weights.name, "bytes": weights.stat().st_size, "sha256": hub.sha256_of(weights)}
+    assert sum(t.numel() for t in load_file(weights).values()) == card["params"]
+    assert card["record"] == "gradient_study.smoke.rnn_tanh.identity.clip1.s0" and card["metric"] == "mse"
+    text = (out / f"{name}.md").read_text()
+    assert text.startswith("---\nlibrary_name: rnn-zoo") and card["file"]["sha256"] in text
+    assert json.loads((out / f"{name}.json").read_text()) == card
+
+
+def test_load_from_the_package_and_it_evaluates(isolated):
+    package, out, name, card = isolated
+    shutil.copy(out / card["file"]["name"], package)
+    model = pretrained.load(name)
+    assert not model.model.training and model.vocab is None
+    value = pretrained.evaluate(model)
+    assert value == pytest.approx(card["metrics"]["mse"], rel=1e-5)
+
+
+def serve(folder):
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *a: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def test_http_mirror_good_corrupt_truncated_and_missing(isolated, tmp_path, monkeypatch):
+    package, out, name, card = isolated
+    good = (out / card["file"]["name"]).read_bytes()
+    site = tmp_path / "site"
+    site.mkdir()
+    corrupt = bytearray(good)
+    corrupt[len(good) // 2] ^= 0xFF
+    files = {"good": good, "corrupt": bytes(corrupt), "truncated": good[: len(good) // 2]}  # "missing": not served
+    manifest = json.loads((package / "manifest.json").read_text())
+    for kind in ("good", "corrupt", "truncated", "missing"):
+        if kind in files:
+            (site / f"{kind}.safetensors").write_bytes(files[kind])
+        manifest["models"][f"m.{kind}"] = {**card, "file": {**card["file"], "name": f"{kind}.safetensors"}}
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    server = serve(site)
+    monkeypatch.setenv(hub.ENV_MIRROR, f"http://127.0.0.1:{server.server_address[1]}/")
+    try:
+        assert pretrained.load("m.good").card["file"]["name"] == "good.safetensors"
+        for kind, message in (("corrupt", "is corrupt or another file: sha256"), ("truncated", "truncated"),
+                              ("missing", "answered 404")):
+            with pytest.raises(ZooError, match=message):
+                pretrained.load(f"m.{kind}")
+    finally:
+        server.shutdown()
+    cached = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
+    assert cached == ["good.safetensors"]  # nothing from the bad ones, no partial file
+    assert pretrained.load("m.good").name == "m.good"  # the server is gone: from the cache
+
+
+def test_cache_is_checked_again_and_offline_uses_only_local_sources(isolated, tmp_path, monkeypatch):
+    package, out, name, card = isolated
+    with pytest.raises(ZooError, match="no mirror .* and no Hub repository"):
+        pretrained.load(name)
+    monkeypatch.setenv("ZOO_OFFLINE", "1")
+    with pytest.raises(ZooError, match=f"{card['file']['name']} is not available offline; tried: "):
+        pretrained.load(name)
+    assert pretrained.load(name, path=out / card["file"]["name"]).name == name  # an explicit local path
+    cached = tmp_path / "cache" / card["file"]["sha256"][:16] / card["file"]["name"]
+    cached.parent.mkdir(parents=True)
+    cached.write_bytes(b"damaged")
+    with pytest.raises(ZooError, match="not available offline"):  # the damaged copy is dropped, not used
+        pretrained.load(name)
+    assert not cached.exists()
+
+
+def test_weights_of_another_architecture_and_unknown_names(isolated):
+    package, out, name, card = isolated
+    shutil.copy(out / card["file"]["name"], package)
+    manifest = json.loads((package / "manifest.json").read_text())
+    other = json.loads(json.dumps(card))
+    other["model"]["backbone"]["hidden_size"] = 32
+    manifest["models"]["other.tiny"] = other
+    (package / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ZooError, match="do not fit other.tiny's architecture"):
+        pretrained.load("other.tiny")
+    with pytest.raises(ZooError, match="unknown pretrained model 'nope.x'; valid choices: other.tiny"):
+        pretrained.load("nope.x")
+    with pytest.raises(ZooError, match="no file at"):
+        pretrained.load(name, path=out / "missing.safetensors")
+    with pytest.raises(ZooError, match="bytes, expected .*: truncated or another file"):
+        pretrained.load(name, path=out / f"{name}.json")
+
+
+def test_hub_revision_must_be_pinned(isolated):
+    package, out, name, card = isolated
+    with pytest.raises(ZooError, match="is not a full 40-character commit hash"):
+        hub.download_hub("someone/weights", "main", hub.FileSpec("x", 1, "0" * 64))
+
+
+def test_list_models_with_wildcards(isolated):
+    assert {"lstm_1x128", "lstm_2x200", "lstm_1x512"} <= set(list_models("lstm*"))
+    assert list_models("*.tiny") == ["rnn_tanh_identity_clip1.tiny"]
+    assert list_models("*", pretrained=False) == sorted(list_models("*", pretrained=False))
+    assert "rnn_tanh_identity_clip1.tiny" not in list_models(pretrained=False)
+    assert architecture("irnn_1x128").recurrent_init == "identity"
+    with pytest.raises(ZooError, match="unknown architecture 'lstm_9x9'; valid choices: gru_1x128"):
+        architecture("lstm_9x9")
+
+
+def test_cli(isolated, capsys, tmp_path):
+    package, out, name, card = isolated
+    shutil.copy(out / card["file"]["name"], package)
+    assert main(["pretrained", "list", "rnn_*"]) == 0
+    assert name in capsys.readouterr().out
+    assert main(["pretrained", "info", name]) == 0
+    assert card["file"]["sha256"] in capsys.readouterr().out
+    assert main(["pretrained", "download", name]) == 0
+    assert main(["pretrained", "verify", name]) == 0
+    assert "ok" in capsys.readouterr().out
+    assert main(["pretrained", "info", "lstm_1x128.nothing"]) == 2
+    assert "unknown pretrained model" in capsys.readouterr().err
+    assert main(["pretrained", "export", str(tmp_path / "no.json"), "--out", str(tmp_path / "o")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- the shipped weights
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_card_matches_its_weights(name):
+    """torchvision's schema test: size, sha256 and parameter count recomputed from the real file."""
+    card = SHIPPED[name]
+    path = hub.PACKAGE_WEIGHTS / card["file"]["name"]
+    assert path.stat().st_size == card["file"]["bytes"]
+    assert hub.sha256_of(path) == card["file"]["sha256"]
+    model = pretrained.load(name)
+    assert sum(p.numel() for p in model.model.parameters()) == card["params"]
+    for extra in card.get("extras", {}).values():
+        assert hub.sha256_of(hub.PACKAGE_WEIGHTS / extra["name"]) == extra["sha256"]
+
+
+def test_shipped_weights_stay_under_20_mb():
+    total = sum(p.stat().st_size for p in hub.PACKAGE_WEIGHTS.glob("*") if p.is_file())
+    assert total < 20 * 2**20
+
+
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_model_scores_its_card_on_a_slice(name):
+    card = SHIPPED[name]
+    if card["data"]["class"] in ("SequentialMNIST", "LanguageModelling") and shared_data_dir() is None:
+        pytest.skip("needs the real test set (../shared/data)")
+    model = pretrained.load(name)
+    value = pretrained.evaluate(model, limit_batches=5, data_dir=str(shared_data_dir()) if shared_data_dir() else None)
+    expected = card["metrics"][card["metric"]]
+    assert abs(value - expected) <= pretrained.SLICE_TOLERANCE * abs(expected), (value, expected)
+    assert torch.isfinite(torch.tensor(value))

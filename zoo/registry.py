@@ -1,0 +1,76 @@
+"""Names to models, timm style: a bare ``@register_model`` on a function that returns a backbone config.
+
+Architecture names say what the network is (``lstm_1x128``: one LSTM layer of 128
+units); pretrained names add what it was trained on after a dot (``lstm_1x128.smnist``).
+``list_models("lstm*")`` lists both kinds with shell wildcards.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+
+from zoo.errors import check_choice
+from zoo.models.rnn import RNNConfig
+
+_ARCHITECTURES: dict[str, Callable[[], RNNConfig]] = {}
+
+
+def register_model(fn: Callable[[], RNNConfig]) -> Callable[[], RNNConfig]:
+    """Register ``fn`` under its own name; it returns the architecture's RNNConfig."""
+    _ARCHITECTURES[fn.__name__] = fn
+    return fn
+
+
+def architecture(name: str) -> RNNConfig:
+    return _ARCHITECTURES[check_choice("architecture", name, sorted(_ARCHITECTURES))]()
+
+
+def list_models(pattern: str = "*", *, pretrained: bool | None = None) -> list[str]:
+    """Architectures and pretrained models whose names match ``pattern`` (fnmatch wildcards), sorted.
+
+    ``pretrained=True`` lists only pretrained names (``arch.tag``), ``False`` only
+    architectures, ``None`` both.
+    """
+    from zoo.pretrained import manifest
+
+    names: set[str] = set()
+    if pretrained in (None, False):
+        names |= set(_ARCHITECTURES)
+    if pretrained in (None, True):
+        names |= set(manifest())
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
+# ----------------------------------------------------------------------------- the architectures
+@register_model
+def lstm_1x128() -> RNNConfig:
+    return RNNConfig(cell="lstm", hidden_size=128)
+
+
+@register_model
+def gru_1x128() -> RNNConfig:
+    return RNNConfig(cell="gru", hidden_size=128)
+
+
+@register_model
+def rnn_tanh_1x128() -> RNNConfig:
+    return RNNConfig(cell="rnn", nonlinearity="tanh", hidden_size=128)
+
+
+@register_model
+def irnn_1x128() -> RNNConfig:
+    """Le et al. 2015: relu, identity recurrent matrix, zero biases."""
+    return RNNConfig(cell="rnn", nonlinearity="relu", hidden_size=128, recurrent_init="identity", bias_init=0.0)
+
+
+@register_model
+def lstm_2x200() -> RNNConfig:
+    """Zaremba et al. 2014, "small": every weight U(-0.1, 0.1)."""
+    return RNNConfig(cell="lstm", hidden_size=200, num_layers=2, input_init="uniform", recurrent_init="uniform",
+                     init_range=0.1)
+
+
+@register_model
+def lstm_1x512() -> RNNConfig:
+    return RNNConfig(cell="lstm", hidden_size=512)

@@ -200,3 +200,51 @@ def test_shipped_model_scores_its_card_on_a_slice(name):
     expected = card["metrics"][card["metric"]]
     assert abs(value - expected) <= pretrained.SLICE_TOLERANCE * abs(expected), (value, expected)
     assert torch.isfinite(torch.tensor(value))
+
+
+def test_language_model_release_carries_its_vocabulary(tmp_path, monkeypatch):
+    from tasks import datafiles
+    from tasks.benchmarks import get_benchmark
+
+    known = dict(datafiles.FILES)
+    texts = {"train": " the cat sat \n a dog ran <unk> \n" * 30, "valid": " a cat ran \n" * 10, "test": " the dog sat \n" * 10}
+    for split, text in texts.items():
+        path = tmp_path / "data" / "ptb" / f"ptb.{split}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        known[f"ptb/ptb.{split}.txt"] = datafiles.DataFile(f"ptb/ptb.{split}.txt", path.stat().st_size, hub.sha256_of(path))
+    monkeypatch.setattr(datafiles, "FILES", known)
+    config = get_benchmark("ptb_word").run_config("smoke", "lstm_2x200")
+    config["model"]["backbone"]["hidden_size"] = 8
+    config["data"]["args"].update(batch_size=4, bptt=5)
+    data_dir = str(tmp_path / "data")
+    record = execute(config, 0, data_dir=data_dir, weights_dir=tmp_path / "w")
+    assert set(record["data"]) == {"ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"}  # the files' sha256
+    name, card = pretrained.export(write_record(tmp_path / "r.json", record), tmp_path / "out",
+                                   weights_dir=tmp_path / "w", data_dir=data_dir)
+    assert name == "lstm_2x200.ptb_word" and card["extras"]["vocab"]["name"] == "lstm_2x200.ptb_word.vocab.json"
+    assert "research use only" in card["data_licence"]
+    monkeypatch.setattr(hub, "PACKAGE_WEIGHTS", tmp_path / "out")
+    monkeypatch.setenv(hub.ENV_CACHE, str(tmp_path / "cache"))
+    model = pretrained.load(name)
+    assert model.vocab[:4] == ["the", "cat", "sat", "<eos>"] and len(model.vocab) == card["task"]["input_size"]
+    ids = model.encode(["the", "zebra"])
+    assert ids.tolist() == [[0, model.vocab.index("<unk>")]]
+    assert model.model(ids).shape == (1, 2, len(model.vocab))
+    value = pretrained.evaluate(model, data_dir=data_dir)
+    assert value == pytest.approx(card["metrics"]["perplexity"], rel=1e-5)
+
+
+@pytest.mark.skipif(shared_data_dir() is None, reason="needs ../shared/data (MNIST)")
+def test_prepare_images_matches_the_training_pipeline(tmp_path):
+    from tasks.mnist import SequentialMNIST
+    from tasks.mnist import read_idx, IMAGE_MAGIC
+
+    data = SequentialMNIST(permuted=True, permutation_seed=3, data_dir=str(shared_data_dir()))
+    images_path, _ = data.file_paths("test")
+    raw = read_idx(images_path, IMAGE_MAGIC)[:5]
+    card = {"task": {"name": "psmnist"}, "metric": "accuracy"}
+    preprocessing = {"divide_by": 255.0, "mean": 0.1307, "std": 0.3081, "variant": "pixel", "permuted": True,
+                     "permutation_seed": 3}
+    model = pretrained.Pretrained("x", None, card, None, preprocessing)
+    assert torch.equal(model.prepare_images(raw), data.dataset("test").x[:5])

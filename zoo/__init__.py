@@ -8,6 +8,7 @@ from zoo.init import INIT_SCHEMES
 from zoo.models.rnn import RNNBackbone, RNNConfig
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
+from zoo.registry import list_models, register_model
 from zoo.task_spec import TaskSpec
 
 __all__ = [
@@ -18,5 +19,7 @@ __all__ = [
     "SequenceModel",
     "TaskSpec",
     "ZooError",
+    "list_models",
+    "register_model",
 ]
 __version__ = "0.1.0"

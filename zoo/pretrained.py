@@ -89,6 +89,26 @@ class Pretrained:
             ids.append(index.get(token, unk))
         return torch.tensor([ids], dtype=torch.long)
 
+    def prepare_images(self, images: Any) -> torch.Tensor:
+        """MNIST-style uint8 images (N, 28, 28) or (N, 784), 0..255 -> what the model reads: (N, T, I).
+
+        The same arithmetic as the DataModule the model was trained on: scaled to [0, 1],
+        normalized by the training pixels' mean and std, then put in the trained pixel order.
+        """
+        p = self.preprocessing
+        if "mean" not in p:
+            raise ZooError(f"{self.name} does not read images; its task is {self.card['task']['name']!r}")
+        x = torch.as_tensor(images).to(torch.float32).reshape(len(images), -1)
+        if x.shape[1] != 784:
+            raise ZooError(f"{self.name} reads 28x28 = 784 pixels per image, got {x.shape[1]}")
+        x = x.div(p["divide_by"]).sub(p["mean"]).div(p["std"])
+        if p["permuted"]:
+            from tasks.mnist import make_permutation
+
+            x = x[:, make_permutation(p["permutation_seed"])]
+        steps, inputs = (784, 1) if p["variant"] == "pixel" else (28, 28)
+        return x.reshape(len(x), steps, inputs)  # (N, T, I)
+
 
 def build_model(card: dict[str, Any]):
     from zoo.models.rnn import RNNConfig
@@ -197,7 +217,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     if config["data"]["class"] == "SequentialMNIST":
         from tasks.mnist import MEAN, STD
 
-        preprocessing = {"scale": 1 / 255, "mean": MEAN, "std": STD, "variant": data_args.get("variant", "pixel"),
+        preprocessing = {"divide_by": 255.0, "mean": MEAN, "std": STD, "variant": data_args.get("variant", "pixel"),
                          "permuted": data_args.get("permuted", False),
                          "permutation_seed": data_args.get("permutation_seed", 0)}
     card = {

@@ -248,3 +248,24 @@ def test_prepare_images_matches_the_training_pipeline(tmp_path):
                      "permutation_seed": 3}
     model = pretrained.Pretrained("x", None, card, None, preprocessing)
     assert torch.equal(model.prepare_images(raw), data.dataset("test").x[:5])
+
+
+def test_hub_route_is_checked_like_any_download(isolated, tmp_path, monkeypatch):
+    package, out, name, card = isolated
+    import huggingface_hub
+
+    calls = []
+
+    def fake_download(repo, filename, revision):  # huggingface_hub's own cache, as it would leave it
+        calls.append((repo, filename, revision))
+        return str(out / card["file"]["name"]) if repo == "zoo/good" else str(out / f"{name}.json")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    spec = pretrained.file_spec(card["file"])
+    revision = "a" * 40
+    path = hub.fetch(spec, hub={"repo": "zoo/good", "revision": revision})
+    assert calls == [("zoo/good", card["file"]["name"], revision)] and path.parent.parent == tmp_path / "cache"
+    (path).unlink()
+    with pytest.raises(ZooError, match="from Hub repo zoo/bad@aaaaaaaaaaaa has .* truncated or another file"):
+        hub.fetch(spec, hub={"repo": "zoo/bad", "revision": revision})
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]

@@ -1,0 +1,65 @@
+"""Export the best run of each benchmark's top model into the package's shipped weights.
+
+    python scripts/ship_pretrained.py --benchmarks adding_t100 copy_t100 smnist ptb_word --tier cpu
+
+For each benchmark: the leaderboard's first model (seeds aggregated), then that
+model's best seed; its record is exported with ``zoo pretrained export`` into
+``zoo/pretrained_weights`` (weights, card, manifest entry). Stops if the shipped
+files would pass ``--max_mb`` together.
+"""
+
+from __future__ import annotations
+
+import zoo  # noqa: F401  (first: flushes denormals before torch starts its threads)
+
+import argparse
+import sys
+from pathlib import Path
+
+from tasks.datafiles import shared_data_dir
+from zoo import hub
+from zoo.bench import DEFAULT_RECORDS, DEFAULT_WEIGHTS
+from zoo.errors import ZooError
+from zoo.leaderboard import aggregate, load_board
+from zoo.pretrained import export
+from zoo.records import test_metric
+
+
+def best_record(records: list[dict], benchmark: str, tier: str) -> dict:
+    board = [r for r in records if r["benchmark"] == benchmark and r["tier"] == tier]
+    if not board:
+        raise ZooError(f"no records for {benchmark} [{tier}]")
+    top = aggregate(board)[0]
+    runs = [r for r in board if r["model"] == top["model"] and not r["diverged"]]
+    metric, mode = test_metric(runs[0])
+    pick = min if mode == "min" else max
+    return pick(runs, key=lambda r: r["metrics"]["test"][metric])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--benchmarks", nargs="+", default=["adding_t100", "copy_t100", "smnist", "ptb_word"])
+    parser.add_argument("--tier", default="cpu")
+    parser.add_argument("--records", default=DEFAULT_RECORDS)
+    parser.add_argument("--weights_dir", default=DEFAULT_WEIGHTS)
+    parser.add_argument("--out", default=str(hub.PACKAGE_WEIGHTS))
+    parser.add_argument("--max_mb", type=float, default=20.0)
+    args = parser.parse_args(argv)
+    records = load_board(args.records)
+    data_dir = str(shared_data_dir()) if shared_data_dir() else None
+    for benchmark in args.benchmarks:
+        record = best_record(records, benchmark, args.tier)
+        path = Path(args.records) / benchmark / args.tier / f"{record['model']}.s{record['seed']}.json"
+        name, card = export(path, args.out, weights_dir=args.weights_dir, data_dir=data_dir)
+        print(f"{name}: {card['metric']} {card['metrics'][card['metric']]:.5g} from {card['record']}, "
+              f"{card['file']['bytes']:,} bytes")
+    total = sum(p.stat().st_size for p in Path(args.out).iterdir() if p.is_file())
+    print(f"shipped: {total / 2**20:.2f} MB in {args.out}")
+    if total > args.max_mb * 2**20:
+        print(f"over the {args.max_mb} MB budget", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

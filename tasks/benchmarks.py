@@ -180,7 +180,7 @@ GRADIENT_STUDY = Benchmark(
     models=study_models(),
     tiers={
         "smoke": ADDING_SMOKE,
-        "cpu": Budget(max_steps=2000),
+        "cpu": Budget(max_steps=1000),
         "full": Budget(max_steps=10_000, data={"seq_len": 200, "test_size": 10_000}, accelerator="auto"),
     },
     length_factors=(0.5, 1, 2, 4),

@@ -114,3 +114,18 @@ def test_build_regenerates_the_readme_block_only(board, tmp_path):
     text = readme.read_text()
     assert text.startswith("# top\n<!-- leaderboard:start -->") and text.endswith("<!-- leaderboard:end -->\nbottom\n")
     assert "old" not in text and "](leaderboards/gradient_study.smoke.md)" in text and "gradient-problem study" in text
+
+
+def test_committed_leaderboards_are_exactly_what_the_records_build(tmp_path):
+    """No hand-edited number: rebuilding from the committed records gives the committed tables byte for byte."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent / "leaderboards"
+    if not (root / "records").is_dir():
+        pytest.skip("no committed records")
+    build(root / "records", tmp_path)
+    committed = sorted(p.name for p in root.glob("*.md")) + sorted(p.name for p in root.glob("*.csv"))
+    rebuilt = sorted(p.name for p in tmp_path.glob("*.md")) + sorted(p.name for p in tmp_path.glob("*.csv"))
+    assert committed == rebuilt
+    for name in committed:
+        assert (tmp_path / name).read_text() == (root / name).read_text(), name

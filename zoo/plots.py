@@ -21,6 +21,8 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or wanted
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.patheffects import withStroke  # noqa: E402
 
 from zoo.errors import ZooError  # noqa: E402
 
@@ -199,6 +201,8 @@ def plot_study(rows: list[dict], out: Path) -> Path | None:
     fig, axes = plt.subplots(len(STUDY_MEASURES), len(clips), figsize=(5.5 * len(clips), 3.6 * len(STUDY_MEASURES)),
                              squeeze=False)
     for i, (key, title) in enumerate(STUDY_MEASURES):
+        finite = [r[key] for r in grid if r[key] is not None and math.isfinite(r[key])]
+        low, high = (min(finite), max(finite)) if finite else (None, None)  # one colour scale across clip panels
         for j, clip in enumerate(clips):
             ax = axes[i][j]
             values = [[math.nan] * len(inits) for _ in activations]
@@ -206,12 +210,15 @@ def plot_study(rows: list[dict], out: Path) -> Path | None:
                 _, init, c = r["model"].split(".")
                 if c == clip and r[key] is not None and math.isfinite(r[key]):
                     values[activations.index(r["activation"])][inits.index(init)] = r[key]
-            image = ax.imshow(values, cmap="viridis_r" if key == "mean" else "viridis", aspect="auto")
+            # Errors span orders of magnitude (0.005 solved, 0.16 trivial, 1e3 blown up): log colours.
+            norm = LogNorm(low, high) if key == "mean" and finite and low > 0 else None
+            image = ax.imshow(values, cmap="viridis_r" if key == "mean" else "viridis", aspect="auto", norm=norm,
+                              **({} if norm else {"vmin": low, "vmax": high}))
             for a, activation in enumerate(activations):
                 for k, init in enumerate(inits):
                     value = values[a][k]
                     ax.text(k, a, "div." if value != value else f"{value:.3g}", ha="center", va="center",
-                            fontsize=7, color="white" if value == value else "black")
+                            fontsize=7, color="white", path_effects=[withStroke(linewidth=1.2, foreground="black")])
             ax.set_xticks(range(len(inits)), inits, fontsize=8)
             ax.set_yticks(range(len(activations)), activations, fontsize=8)
             ax.set_title(f"{title}, {clip}", fontsize=9)

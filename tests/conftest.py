@@ -9,6 +9,18 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _lightning_log_levels():
+    """Commands quiet Lightning's loggers for the whole process (zoo.bench.quiet_lightning); undo it per test."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    yield
+    for logger, level in zip(loggers, levels):
+        logger.setLevel(level)
+
+
 def _tiny_config(model="rnn_tanh.identity.clip1", steps=6, seq_len=12):
     """A study config shrunk to seconds: the same code path as every benchmark run."""
     from tasks.benchmarks import get_benchmark

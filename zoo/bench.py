@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, check_choice, check_int
+from zoo.files import public_mode
 from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, read_record, record_id, record_path,
                          sha256_file, test_metric, write_record)
 
@@ -63,6 +64,7 @@ def save_weights(model, path: Path) -> dict[str, Any]:
     os.close(fd)
     try:
         save_model(model.cpu(), tmp)
+        public_mode(tmp)
         os.replace(tmp, path)
     finally:
         Path(tmp).unlink(missing_ok=True)

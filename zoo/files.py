@@ -9,6 +9,11 @@ from pathlib import Path
 from typing import Any
 
 
+def public_mode(path: str | os.PathLike) -> None:
+    """Give a file made by mkstemp (private) the usual permissions, as the umask would."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -28,7 +33,7 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-        os.chmod(tmp_name, 0o666 & ~_umask())  # mkstemp makes it private; the file we replace was not
+        public_mode(tmp_name)  # mkstemp makes it private; the file we replace was not
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.files import any_env_true, user_cache
+from zoo.files import any_env_true, public_mode, user_cache
 
 ENV_CACHE = "ZOO_WEIGHTS_CACHE"  # default: $XDG_CACHE_HOME or ~/.cache, then rnn-zoo/pretrained
 ENV_MIRROR = "ZOO_WEIGHTS_MIRROR"  # base URL: <base>/<file name>
@@ -73,6 +73,7 @@ def _into_cache(tmp: Path, spec: FileSpec, where: str) -> Path:
         check(tmp, spec, where)
         target = cache_dir() / spec.sha256[:16] / spec.name
         target.parent.mkdir(parents=True, exist_ok=True)
+        public_mode(tmp)
         os.replace(tmp, target)
         return target
     finally:

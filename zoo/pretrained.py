@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError, check_choice
-from zoo.files import write_json_atomic, write_text_atomic
+from zoo.files import public_mode, write_json_atomic, write_text_atomic
 from zoo import hub
 from zoo.hub import FileSpec, fetch, sha256_of
 from zoo.records import read_record
@@ -200,6 +200,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     os.close(fd)
     try:
         shutil.copyfile(source, tmp)
+        public_mode(tmp)
         os.replace(tmp, weights)
     finally:
         Path(tmp).unlink(missing_ok=True)

@@ -83,7 +83,8 @@ def test_compare_ranks_a_run_and_checks_apples_to_apples(board, tmp_path, real_r
 
 def test_leaderboard_cli(board, tmp_path, capsys):
     root, runs = board
-    assert main(["leaderboard", "build", "--records", str(root), "--out", str(tmp_path / "o")]) == 0
+    assert main(["leaderboard", "build", "--records", str(root), "--out", str(tmp_path / "o"),
+                 "--readme", str(tmp_path / "README.md")]) == 0
     path = record_path(root, runs[0]["benchmark"], runs[0]["tier"], "a", 0)
     assert main(["leaderboard", "compare", str(path), "--records", str(root)]) == 0
     assert "apples to apples" in capsys.readouterr().out

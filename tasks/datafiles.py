@@ -20,7 +20,6 @@ and a bad file in the cache is reported rather than silently downloaded again.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import urllib.request
@@ -28,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.files import any_env_true, user_cache
+from zoo.files import any_env_true, sha256_file, user_cache
 
 ENV_DATA_DIR = "ZOO_DATA_DIR"
 ENV_CACHE_DIR = "ZOO_CACHE_DIR"
@@ -110,11 +109,7 @@ def sha256_of(path: Path) -> str:
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
     if key not in _verified:
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        _verified[key] = digest.hexdigest()
+        _verified[key] = sha256_file(path)
     return _verified[key]
 
 

@@ -14,7 +14,8 @@ from tasks.benchmarks import BENCHMARKS, STUDY_ACTIVATIONS, STUDY_CLIPS, STUDY_I
 from zoo.bench import execute, reproduce, run_benchmark
 from zoo.cli import main
 from zoo.errors import ZooError
-from zoo.records import SCHEMA_VERSION, read_record, record_path, sha256_file, write_record
+from zoo.files import sha256_file
+from zoo.records import SCHEMA_VERSION, read_record, record_path, write_record
 
 REQUIRED = ("adding_t100", "adding_t200", "adding_t500", "adding_t1000", "copy_t100", "smnist", "psmnist",
             "ptb_word", "wikitext2_word", "ptb_char", "gradient_study")

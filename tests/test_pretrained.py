@@ -15,6 +15,7 @@ from zoo import hub, pretrained
 from zoo.bench import execute, write_record
 from zoo.cli import main
 from zoo.errors import ZooError
+from zoo.files import sha256_file
 from zoo.registry import architecture, list_models
 
 SHIPPED = pretrained.manifest()
@@ -51,7 +52,7 @@ def test_export_writes_weights_card_and_manifest_with_hashes_computed_now(releas
     out = root / "out"
     assert name == "rnn_tanh_identity_clip1.tiny"
     weights = out / card["file"]["name"]
-    assert card["file"] == {"name": weights.name, "bytes": weights.stat().st_size, "sha256": hub.sha256_of(weights)}
+    assert card["file"] == {"name": weights.name, "bytes": weights.stat().st_size, "sha256": sha256_file(weights)}
     assert sum(t.numel() for t in load_file(weights).values()) == card["params"]
     assert card["record"] == "gradient_study.smoke.rnn_tanh.identity.clip1.s0" and card["metric"] == "mse"
     text = (out / f"{name}.md").read_text()
@@ -178,11 +179,11 @@ def test_shipped_card_matches_its_weights(name):
     card = SHIPPED[name]
     path = hub.PACKAGE_WEIGHTS / card["file"]["name"]
     assert path.stat().st_size == card["file"]["bytes"]
-    assert hub.sha256_of(path) == card["file"]["sha256"]
+    assert sha256_file(path) == card["file"]["sha256"]
     model = pretrained.load(name)
     assert sum(p.numel() for p in model.model.parameters()) == card["params"]
     for extra in card.get("extras", {}).values():
-        assert hub.sha256_of(hub.PACKAGE_WEIGHTS / extra["name"]) == extra["sha256"]
+        assert sha256_file(hub.PACKAGE_WEIGHTS / extra["name"]) == extra["sha256"]
 
 
 def test_shipped_weights_stay_under_20_mb():
@@ -212,7 +213,7 @@ def test_language_model_release_carries_its_vocabulary(tmp_path, monkeypatch):
         path = tmp_path / "data" / "ptb" / f"ptb.{split}.txt"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
-        known[f"ptb/ptb.{split}.txt"] = datafiles.DataFile(f"ptb/ptb.{split}.txt", path.stat().st_size, hub.sha256_of(path))
+        known[f"ptb/ptb.{split}.txt"] = datafiles.DataFile(f"ptb/ptb.{split}.txt", path.stat().st_size, sha256_file(path))
     monkeypatch.setattr(datafiles, "FILES", known)
     config = get_benchmark("ptb_word").run_config("smoke", "lstm_2x200")
     config["model"]["backbone"]["hidden_size"] = 8

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, check_choice, check_int
-from zoo.files import public_mode
+from zoo.files import public_mode, sha256_file
 from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, read_record, record_id, record_path,
-                         sha256_file, test_metric, write_record)
+                         test_metric, write_record)
 
 DEFAULT_RECORDS = "leaderboards/records"
 DEFAULT_WEIGHTS = "runs/weights"

@@ -11,7 +11,6 @@ safetensors and are never unpickled.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -21,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.files import any_env_true, public_mode, user_cache
+from zoo.files import any_env_true, public_mode, sha256_file, user_cache
+
 
 ENV_CACHE = "ZOO_WEIGHTS_CACHE"  # default: $XDG_CACHE_HOME or ~/.cache, then rnn-zoo/pretrained
 ENV_MIRROR = "ZOO_WEIGHTS_MIRROR"  # base URL: <base>/<file name>
@@ -47,21 +47,13 @@ def is_offline(offline: bool | None = None) -> bool:
     return offline if offline is not None else any_env_true(OFFLINE_ENVS)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def check(path: Path, spec: FileSpec, where: str) -> Path:
     """``path`` if it is exactly ``spec``'s file; otherwise one error naming the file, what it is and what was expected."""
     size = path.stat().st_size
     if size != spec.bytes:
         raise ZooError(f"{spec.name} from {where} has {size:,} bytes, expected {spec.bytes:,}: "
                        f"{'truncated or another file' if size < spec.bytes else 'not the published file'}")
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     if digest != spec.sha256:
         raise ZooError(f"{spec.name} from {where} is corrupt or another file: sha256 {digest}, expected {spec.sha256}")
     return path

@@ -28,7 +28,8 @@ import torch
 from zoo.errors import ZooError, check_choice
 from zoo.files import public_mode, write_json_atomic, write_text_atomic
 from zoo import hub
-from zoo.hub import FileSpec, fetch, sha256_of
+from zoo.files import sha256_file
+from zoo.hub import FileSpec, fetch
 from zoo.records import read_record
 
 MANIFEST_NAME = "manifest.json"
@@ -111,10 +112,10 @@ class Pretrained:
 
 
 def build_model(card: dict[str, Any]):
-    from zoo.models.rnn import RNNConfig
-    from zoo.module import SequenceModel
+    """The card's network, as a benchmark run builds it (no optimizer settings: it is for evaluation)."""
+    from zoo.bench import build_model as build_run_model
 
-    return SequenceModel(card["task"], RNNConfig(**card["model"]["backbone"]), **card["model"]["module"])
+    return build_run_model({"model": {**card["model"], "optim": {}}}, card["task"])
 
 
 def load_weights(model, path: Path, name: str) -> None:
@@ -189,7 +190,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     source = Path(weights_dir) / record["weights"]["file"]
     if not source.is_file():
         raise ZooError(f"the weights of {record['id']} are not at {source}; pass --weights_dir where the run left them")
-    if sha256_of(source) != record["weights"]["sha256"]:
+    if sha256_file(source) != record["weights"]["sha256"]:
         raise ZooError(f"{source} is not the file run {record['id']} wrote: its sha256 differs from the record's")
     arch = record["model"].replace(".", "_")
     name = f"{arch}.{tag or record['benchmark']}"
@@ -211,7 +212,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     if config["data"]["class"] == "LanguageModelling":
         data = build_data(config, data_dir)
         vocab_path = write_text_atomic(out / f"{name}.vocab.json", json.dumps(data.vocab, ensure_ascii=False))
-        extras["vocab"] = {"name": vocab_path.name, "bytes": vocab_path.stat().st_size, "sha256": sha256_of(vocab_path)}
+        extras["vocab"] = {"name": vocab_path.name, "bytes": vocab_path.stat().st_size, "sha256": sha256_file(vocab_path)}
         licence = DATA_LICENCES[data_args["corpus"]]
     else:
         licence = DATA_LICENCES[config["data"]["class"]]
@@ -229,7 +230,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
         "recipe": {"optim": config["model"]["optim"], "trainer": config["trainer"], "seed": record["seed"],
                    "steps": record["steps"]},
         "params": record["params"], "data_licence": licence, "preprocessing": preprocessing,
-        "file": {"name": weights.name, "bytes": weights.stat().st_size, "sha256": sha256_of(weights)},
+        "file": {"name": weights.name, "bytes": weights.stat().st_size, "sha256": sha256_file(weights)},
         "extras": extras, "hub": None,
     }
     write_json_atomic(out / f"{name}.json", card)

@@ -11,7 +11,6 @@ record id is ``<benchmark>.<tier>.<model>.s<seed>``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -83,14 +82,6 @@ def find_records(path: str | os.PathLike) -> list[Path]:
     if path.is_dir():
         return sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
     raise ZooError(f"no run record or folder of records at {path}")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _version(package: str) -> str | None:

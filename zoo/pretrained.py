@@ -99,7 +99,7 @@ class Pretrained:
         p = self.preprocessing
         if "mean" not in p:
             raise ZooError(f"{self.name} does not read images; its task is {self.card['task']['name']!r}")
-        x = torch.as_tensor(images).to(torch.float32).reshape(len(images), -1)
+        x = torch.tensor(images, dtype=torch.float32).reshape(len(images), -1)  # a copy: the input may be read-only
         if x.shape[1] != 784:
             raise ZooError(f"{self.name} reads 28x28 = 784 pixels per image, got {x.shape[1]}")
         x = x.div(p["divide_by"]).sub(p["mean"]).div(p["std"])

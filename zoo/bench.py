@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError, check_choice, check_int
-from zoo.files import public_mode, sha256_file
+from zoo.files import replaced_atomically, sha256_file
 from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, read_record, record_id, record_path,
                          test_metric, write_record)
 
@@ -59,15 +59,8 @@ def save_weights(model, path: Path) -> dict[str, Any]:
     """safetensors of the trained weights (tied tensors once), written to a temporary name and renamed."""
     from safetensors.torch import save_model
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        save_model(model.cpu(), tmp)
-        public_mode(tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with replaced_atomically(path) as tmp:
+        save_model(model.cpu(), str(tmp))
     return {"file": path.name, "format": "safetensors", "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 

@@ -6,6 +6,8 @@ import hashlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -28,17 +30,24 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to a temporary name beside ``path``, then rename it into place."""
+    with replaced_atomically(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+@contextmanager
+def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed onto it if the block succeeds and deleted if not."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        yield Path(tmp_name)
         public_mode(tmp_name)  # mkstemp makes it private; the file we replace was not
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
-    return path
 
 
 def any_env_true(names: tuple[str, ...]) -> bool:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError, check_choice
-from zoo.files import public_mode, write_json_atomic, write_text_atomic
+from zoo.files import replaced_atomically, write_json_atomic, write_text_atomic
 from zoo import hub
 from zoo.files import sha256_file
 from zoo.hub import FileSpec, fetch
@@ -197,14 +196,8 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{name}.safetensors"
-    fd, tmp = tempfile.mkstemp(prefix=f".{weights.name}.", suffix=".tmp", dir=out)
-    os.close(fd)
-    try:
+    with replaced_atomically(weights) as tmp:
         shutil.copyfile(source, tmp)
-        public_mode(tmp)
-        os.replace(tmp, weights)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
     config = record["config"]
     data_args = config["data"]["args"]
     metric = record["task"]["target_metric"]

@@ -6,7 +6,7 @@
 #     OMP_NUM_THREADS=1 bash scripts/cpu_suite.sh      # in each lane, on a 2-core machine
 set -euo pipefail
 zoo bench run ptb_word --tier cpu                      # 1 seed; ran alone, with both cores
-zoo bench run smnist --tier cpu --models lstm_1x128    # 30 minutes
+zoo bench run smnist --tier cpu --models lstm_1x128    # 100 minutes
 zoo bench run gradient_study --tier cpu                # 42 models x 3 seeds, 1,000 steps each
 zoo bench run adding_t100 --tier cpu                   # 4 models x 3 seeds
 zoo bench run copy_t100 --tier cpu --seeds 0

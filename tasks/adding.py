@@ -17,6 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from tasks.loaders import ResumableLoader
 from tasks.streams import EpochBatchIds, FreshBatches, seeded_generator
 from zoo.errors import check_int
 from zoo.task_spec import TaskSpec
@@ -99,7 +100,7 @@ class AddingProblem(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         seed = self.seed if self.seed is not None else torch.initial_seed()
         batches = FreshBatches(make_adding, self.seq_len, self.batch_size, seed)
-        return DataLoader(batches, batch_size=None, sampler=EpochBatchIds(self.batches_per_epoch))
+        return ResumableLoader(batches, batch_size=None, sampler=EpochBatchIds(self.batches_per_epoch))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.fixed_set("val"), batch_size=self.eval_batch_size)

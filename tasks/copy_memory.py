@@ -42,6 +42,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tasks.loaders import ResumableLoader
 from tasks.streams import EpochBatchIds, FreshBatches, seeded_generator
 from zoo.errors import check_choice, check_int
 from zoo.task_spec import TaskSpec
@@ -183,7 +184,7 @@ class CopyMemory(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         seed = self.seed if self.seed is not None else torch.initial_seed()
         batches = FreshBatches(make_copy_memory, self.seq_len, self.batch_size, seed)
-        return DataLoader(batches, batch_size=None, sampler=EpochBatchIds(self.batches_per_epoch))
+        return ResumableLoader(batches, batch_size=None, sampler=EpochBatchIds(self.batches_per_epoch))
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.fixed_set("val"), batch_size=None)

@@ -27,6 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from tasks.datafiles import fetch, sha256_of
+from tasks.loaders import ResumableLoader
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
 
@@ -207,7 +208,7 @@ class LanguageModelling(L.LightningDataModule):
 
     # ----------------------------------------------------------------- loaders
     def train_dataloader(self) -> DataLoader:
-        return DataLoader(Windows(self.ids("train"), self.batch_size, self.bptt), batch_size=None, shuffle=False)
+        return ResumableLoader(Windows(self.ids("train"), self.batch_size, self.bptt), batch_size=None, shuffle=False)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(Windows(self.ids("valid"), self.eval_batch_size, self.bptt), batch_size=None)

@@ -37,9 +37,10 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from tasks import datafiles
+from tasks.loaders import EpochShuffle, ResumableLoader
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
 
@@ -365,8 +366,11 @@ class SequentialMNIST(L.LightningDataModule):
     # ----------------------------------------------------------------- loaders
     def _loader(self, split: str, batch_size: int, shuffle: bool) -> DataLoader:
         data = self.dataset(split)
-        order = RandomSampler(data) if shuffle else SequentialSampler(data)
-        return DataLoader(data, sampler=BatchSampler(order, batch_size, drop_last=False), batch_size=None,
+        if shuffle:  # training: an order that a resumed run can make again (tasks/loaders.py)
+            return ResumableLoader(data, sampler=EpochShuffle(len(data), batch_size), batch_size=None,
+                                   num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        order = BatchSampler(SequentialSampler(data), batch_size, drop_last=False)
+        return DataLoader(data, sampler=order, batch_size=None,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:

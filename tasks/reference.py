@@ -8,10 +8,11 @@ recurrence with relu amplifies a too-large step.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from zoo.errors import check_choice
+from zoo.errors import ZooError, check_choice, check_float
 from zoo.models.rnn import RNNConfig
 from zoo.optim import OptimConfig
 from zoo.registry import architecture
@@ -27,6 +28,46 @@ class Recipe:
     clip_val: float | None = 1.0
     clip_algorithm: str = "norm"
     module: dict[str, Any] = field(default_factory=dict)  # SequenceModel's other settings (tie_weights, io_dropout, l2...)
+
+    def __post_init__(self) -> None:
+        # The name becomes part of record and weight file names: <model>.s<seed>.json
+        if not (isinstance(self.name, str) and MODEL_NAME.fullmatch(self.name)):
+            raise ZooError(f"model name {self.name!r} must be letters, digits, '_', '-', '+' and '.', not starting "
+                           "with '.' (it names the run's record and weight files)")
+        if not isinstance(self.backbone, RNNConfig):
+            raise ZooError(f"model {self.name!r}: backbone must be an RNNConfig, got {type(self.backbone).__name__}")
+        if not isinstance(self.optim, OptimConfig):
+            raise ZooError(f"model {self.name!r}: optim must be an OptimConfig, got {type(self.optim).__name__}")
+        if self.clip_val is not None:
+            check_float(f"model {self.name!r}: clip_val", self.clip_val, low=0.0)
+            if self.clip_val <= 0:
+                raise ZooError(f"model {self.name!r}: clip_val must be a number > 0 or unset (no clipping), "
+                               f"got {self.clip_val!r}")
+        if self.clip_algorithm not in CLIP_ALGORITHMS:
+            raise ZooError(f"model {self.name!r}: unknown clip_algorithm {self.clip_algorithm!r}; valid choices: "
+                           f"{', '.join(CLIP_ALGORITHMS)}")
+        if not isinstance(self.module, dict):
+            raise ZooError(f"model {self.name!r}: module must be a mapping of SequenceModel settings, "
+                           f"got {type(self.module).__name__}")
+        valid = module_settings()
+        unknown = sorted(map(str, set(self.module) - set(valid)))
+        if unknown:
+            raise ZooError(f"model {self.name!r}: unknown module setting(s) {', '.join(unknown)}; "
+                           f"valid settings: {', '.join(valid)}")
+
+
+MODEL_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*")
+CLIP_ALGORITHMS = ("norm", "value")  # Lightning's gradient_clip_algorithm
+
+
+def module_settings() -> tuple[str, ...]:
+    """SequenceModel's settings besides task, backbone and optim (l1, l2, tie_weights, ...)."""
+    import inspect
+
+    from zoo.module import SequenceModel
+
+    skip = {"self", "task", "backbone", "optim"}
+    return tuple(name for name in inspect.signature(SequenceModel.__init__).parameters if name not in skip)
 
 
 ADDING_REFERENCE: dict[str, Recipe] = {

@@ -1,7 +1,12 @@
 import zoo  # noqa: F401  (first, as in every entry point: flushes denormals before torch threads start)
 
+import hashlib
+
 import pytest
 import torch
+
+from tasks import datafiles
+from tasks.datafiles import DataFile
 
 
 @pytest.fixture(autouse=True)
@@ -37,3 +42,28 @@ def _tiny_config(model="rnn_tanh.identity.clip1", steps=6, seq_len=12):
 def tiny_config():
     """Build a benchmark run config that trains in seconds: ``tiny_config(model, steps, seq_len)``."""
     return _tiny_config
+
+
+TRAIN = " the cat sat \n the dog sat <unk> \n a cat ran \n" * 20
+VALID = " the dog ran \n a zebra sat \n" * 5  # "zebra" is not in the training vocabulary -> <unk>
+TEST = " a cat sat \n the dog ran \n" * 5
+
+
+def register_files(monkeypatch, folder, files: dict[str, str]) -> None:
+    """Write small files under ``folder`` and make them the known files (size and sha256)."""
+    known = dict(datafiles.FILES)
+    for name, text in files.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = text.encode()
+        path.write_bytes(data)
+        known[name] = DataFile(name, len(data), hashlib.sha256(data).hexdigest())
+    monkeypatch.setattr(datafiles, "FILES", known)
+
+
+@pytest.fixture
+def tiny_ptb(tmp_path, monkeypatch):
+    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
+    register_files(monkeypatch, tmp_path / "data", {"ptb/ptb.train.txt": TRAIN, "ptb/ptb.valid.txt": VALID,
+                                               "ptb/ptb.test.txt": TEST})
+    return tmp_path / "data"

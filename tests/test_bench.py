@@ -77,7 +77,7 @@ def test_record_has_everything_the_run_did(tmp_path, tiny_config):
 def test_suite_writes_one_record_per_pair_and_resumes(tmp_path):
     records = tmp_path / "records"
     kwargs = dict(models=["rnn_tanh_1x128", "gru_1x128"], records_dir=records, weights_dir=tmp_path / "w",
-                  progress=False)
+                  checkpoints_dir=tmp_path / "c", progress=False)
     first = run_benchmark("adding_t100", "smoke", **kwargs)
     assert [d["status"] for d in first] == ["ran", "ran"]
     path = record_path(records, "adding_t100", "smoke", "gru_1x128", 0)
@@ -156,6 +156,30 @@ def test_own_model_runs_under_the_benchmark_budget_and_compares(tmp_path, capsys
     assert "rank" in out and "of 2" in out and "apples to apples" in out and "not on the board" in out
 
 
+def test_a_run_made_to_explode_is_a_diverged_record_counted_apart_and_never_a_nan(tmp_path, capsys):
+    """relu RNN, He init, no clipping, lr 1e4: the suite goes on, the record says so, the board counts it apart."""
+    boom = tmp_path / "boom.yaml"
+    boom.write_text("name: relu_boom\nbackbone: {cell: rnn, nonlinearity: relu, recurrent_init: he_normal, hidden_size: 32}\n"
+                    "optim: {name: sgd, lr: 10000.0}\n")
+    records, out = tmp_path / "r", tmp_path / "boards"
+    assert main(["bench", "run", "adding_t100", "--tier", "smoke", "--models", "gru_1x128", "--model_config", str(boom),
+                 "--records", str(records), "--weights", str(tmp_path / "w"), "--checkpoints", "none",
+                 "--no_progress"]) == 0
+    printed = capsys.readouterr().out
+    assert re.search(r"adding_t100\.smoke\.relu_boom\.s0: diverged at step \d+: ", printed)
+    assert "1 ran, 1 diverged" in printed
+    record = read_record(record_path(records, "adding_t100", "smoke", "relu_boom", 0))
+    assert record["diverged"] and record["stopped_by"] == "diverged" and record["metrics"]["test"] == {}
+    assert main(["leaderboard", "build", "--records", str(records), "--out", str(out), "--readme",
+                 str(tmp_path / "README.md")]) == 0
+    table = (out / "adding_t100.smoke.md").read_text()
+    row = next(line for line in table.splitlines() if "relu_boom" in line)
+    assert "| 1 |" in row  # its diverged count
+    for path in out.rglob("*"):
+        if path.suffix in (".md", ".csv", ".json"):
+            assert not re.search(r"\bnan\b|\binf\b", path.read_text(), re.IGNORECASE), path
+
+
 @pytest.mark.parametrize("text, message", [
     ("name: x\nbackbone: {cell: lstm, hidden: 3}\n", r"unknown backbone settings \['hidden'\]; valid: cell"),
     ("name: x\nbackbone: {cell: lsmt}\n", "unknown cell 'lsmt'; valid choices: rnn, lstm, gru"),
@@ -174,7 +198,8 @@ def test_bad_model_config_is_one_clear_error(tmp_path, capsys, text, message):
 
 def test_two_suites_split_pairs_and_a_dead_suites_lock_is_taken_over(tmp_path):
     records = tmp_path / "records"
-    kwargs = dict(models=["rnn_tanh_1x128"], records_dir=records, weights_dir=None, progress=False)
+    kwargs = dict(models=["rnn_tanh_1x128"], records_dir=records, weights_dir=None, checkpoints_dir=None,
+                  progress=False)
     path = record_path(records, "adding_t100", "smoke", "rnn_tanh_1x128", 0)
     lock = path.with_name(f".{path.name}.lock")
     lock.parent.mkdir(parents=True)
@@ -185,6 +210,68 @@ def test_two_suites_split_pairs_and_a_dead_suites_lock_is_taken_over(tmp_path):
     lock.write_text(dead.stdout.strip())  # its suite was killed
     assert [d["status"] for d in run_benchmark("adding_t100", "smoke", **kwargs)] == ["ran"]
     assert path.exists() and not lock.exists()
+
+
+SUITE = ["bench", "run", "adding_t100", "--tier", "smoke", "--no_progress"]
+
+
+def _suite(folder, *, records="r"):
+    """``zoo bench run`` in a child process (one thread), records under ``folder/records``."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-m", "zoo", *SUITE, "--records", records, "--weights", "w",
+                             "--checkpoints", "c"], cwd=folder, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _finished(proc) -> str:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err[-3000:]
+    return out
+
+
+def _records(folder) -> dict[str, dict]:
+    """Every record of the suite's folder, checked: each reads, and its weights file is the one it names."""
+    found = {}
+    for path in sorted((folder / "r").rglob("*.json")):
+        record = read_record(path)
+        assert sha256_file(folder / "w" / record["weights"]["file"]) == record["weights"]["sha256"]
+        found[record["id"]] = record
+    return found
+
+
+def test_a_suite_killed_at_a_random_point_and_started_again_ends_with_every_record_once(tmp_path):
+    """The kill may land in start-up, mid-run, mid-checkpoint or mid-record-write: the end is the same."""
+    import random
+    import time
+
+    (tmp_path / "whole").mkdir(), (tmp_path / "killed").mkdir()
+    whole = _suite(tmp_path / "whole")
+    start = time.monotonic()
+    _finished(whole)
+    took = time.monotonic() - start
+    delay = random.uniform(0.2, took)  # printed by the assertion below when it fails
+    victim = _suite(tmp_path / "killed")
+    time.sleep(delay)
+    victim.kill()
+    victim.wait()
+    out = _finished(_suite(tmp_path / "killed"))
+    expected, got = _records(tmp_path / "whole"), _records(tmp_path / "killed")
+    assert len(expected) == len(get_benchmark("adding_t100").models), out
+    assert set(got) == set(expected), f"killed after {delay:.2f} s of {took:.2f} s"
+    for rid, record in expected.items():  # resumed or rerun, every run ends where it would have
+        assert got[rid]["metrics"] == record["metrics"] and got[rid]["weights"] == record["weights"], rid
+    leftovers = [p.name for p in (tmp_path / "killed" / "r").rglob("*") if p.is_file() and p.suffix != ".json"]
+    assert not leftovers and not list((tmp_path / "killed" / "c").rglob("*.ckpt"))
+
+
+def test_two_suites_on_one_records_folder_lose_nothing_and_run_nothing_twice(tmp_path):
+    one, two = _suite(tmp_path), _suite(tmp_path)
+    outs = [_finished(one), _finished(two)]
+    ran = [int(re.search(r"(\d+) ran", out).group(1)) for out in outs]
+    models = get_benchmark("adding_t100").models
+    assert sum(ran) == len(models), outs  # every pair by exactly one of them
+    assert set(_records(tmp_path)) == {f"adding_t100.smoke.{m}.s0" for m in models}
+    assert not [p for p in (tmp_path / "r").rglob(".*")]  # no lock, no temporary file
 
 
 def test_wandb_run_id_is_recorded(tmp_path):

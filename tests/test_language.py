@@ -1,4 +1,3 @@
-import hashlib
 import math
 
 import lightning as L
@@ -6,7 +5,7 @@ import pytest
 import torch
 
 from tasks import datafiles, hub
-from tasks.datafiles import DataFile, shared_data_dir
+from tasks.datafiles import shared_data_dir
 from tasks.language import EOS, LanguageModelling, Windows, word_tokens
 from zoo.errors import ZooError
 from zoo.models.rnn import RNNConfig
@@ -15,29 +14,8 @@ from zoo.module import SequenceModel
 SHARED = shared_data_dir()
 needs_shared = pytest.mark.skipif(SHARED is None, reason="../shared/data is not beside this checkout")
 
-TRAIN = " the cat sat \n the dog sat <unk> \n a cat ran \n" * 20
-VALID = " the dog ran \n a zebra sat \n" * 5  # "zebra" is not in the training vocabulary -> <unk>
-TEST = " a cat sat \n the dog ran \n" * 5
-
-
-def _register(monkeypatch, folder, files: dict[str, str]) -> None:
-    """Write small files under ``folder`` and make them the known files (size and sha256)."""
-    known = dict(datafiles.FILES)
-    for name, text in files.items():
-        path = folder / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = text.encode()
-        path.write_bytes(data)
-        known[name] = DataFile(name, len(data), hashlib.sha256(data).hexdigest())
-    monkeypatch.setattr(datafiles, "FILES", known)
-
-
-@pytest.fixture
-def tiny_ptb(tmp_path, monkeypatch):
-    monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
-    _register(monkeypatch, tmp_path / "data", {"ptb/ptb.train.txt": TRAIN, "ptb/ptb.valid.txt": VALID,
-                                               "ptb/ptb.test.txt": TEST})
-    return tmp_path / "data"
+from conftest import VALID  # noqa: E402  (tiny_ptb's validation text)
+from conftest import register_files as _register  # noqa: E402
 
 
 def test_word_tokens_put_eos_at_line_ends():

@@ -14,6 +14,7 @@ import datetime
 import inspect
 import logging
 import os
+import shutil
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,6 +27,7 @@ from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, re
 
 DEFAULT_RECORDS = "leaderboards/records"
 DEFAULT_WEIGHTS = "runs/weights"
+DEFAULT_CHECKPOINTS = "runs/checkpoints"
 VERDICTS = ("identical", "within tolerance", "differs")
 
 
@@ -75,8 +77,15 @@ def longest_solved(lengths: dict[int, dict[str, float]], task: dict[str, Any]) -
 
 
 def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
-            weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS, wandb: bool = False) -> dict[str, Any]:
-    """Train and test one run of ``config`` with ``seed``; return its record (not yet written)."""
+            weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS, wandb: bool = False,
+            checkpoint_dir: str | os.PathLike | None = None, checkpoint_every_n_steps: int | None = None,
+            callbacks: list[Any] | None = None) -> dict[str, Any]:
+    """Train and test one run of ``config`` with ``seed``; return its record (not yet written).
+
+    With ``checkpoint_dir`` the run checkpoints there and resumes from a checkpoint it
+    finds (a killed run), ending as it would have uninterrupted. ``callbacks`` are
+    extra Lightning callbacks (tests use one to pause a run where it is to be killed).
+    """
     from zoo.diagnostics import evaluate_at_lengths
     from zoo.train import fit_and_test, seed_run
 
@@ -95,6 +104,8 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
     }
     if t.get("max_minutes"):
         trainer_kwargs["max_time"] = datetime.timedelta(minutes=t["max_minutes"])
+    if callbacks:
+        trainer_kwargs["callbacks"] = list(callbacks)
     wandb_logger = None
     if wandb:
         from lightning.pytorch.loggers import WandbLogger
@@ -105,7 +116,8 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
         model, data, max_steps=t["max_steps"], seed=seed, clip_val=t["gradient_clip_val"],
         clip_algorithm=t["gradient_clip_algorithm"] or "norm", stop_at_target=config["stop_at_target"],
         deterministic=t["deterministic"], trainer_kwargs=trainer_kwargs, diagnostics=True,
-        diagnostics_every_n_steps=config["diagnostics_every_n_steps"],
+        diagnostics_every_n_steps=config["diagnostics_every_n_steps"], checkpoint_dir=checkpoint_dir,
+        **({"checkpoint_every_n_steps": checkpoint_every_n_steps} if checkpoint_every_n_steps else {}),
     )
     task = data.task_spec.to_dict()
     lengths: dict[int, dict[str, float]] = {}
@@ -228,6 +240,9 @@ def load_model_config(path: str | os.PathLike):
     unknown = sorted(set(spec) - set(RECIPE_KEYS))
     if unknown:
         raise ZooError(f"model config {path} has unknown keys {unknown}; valid keys: {', '.join(RECIPE_KEYS)}")
+    for key in ("backbone", "optim", "module"):
+        if spec.get(key) is not None and not isinstance(spec[key], dict):
+            raise ZooError(f"model config {path}: {key} must be a mapping of settings, got {type(spec[key]).__name__}")
     fields = {"backbone": RNNConfig, "optim": OptimConfig}
     parts = {}
     for key, cls in fields.items():
@@ -244,13 +259,18 @@ def load_model_config(path: str | os.PathLike):
 
 def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seeds: list[int] | None = None,
                   records_dir: str | os.PathLike = DEFAULT_RECORDS,
-                  weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS, data_dir: str | None = None,
+                  weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS,
+                  checkpoints_dir: str | os.PathLike | None = DEFAULT_CHECKPOINTS, data_dir: str | None = None,
                   accelerator: str | None = None, wandb: bool = False, progress: bool = True,
                   own_models: list[Any] | None = None) -> list[dict[str, Any]]:
     """Run every (model, seed) pair of a benchmark's tier that has no record yet; return what happened to each.
 
     ``own_models`` (Recipes, e.g. from ``load_model_config``) run under the benchmark's
     task settings and budget instead of its models, so they compare apples to apples.
+
+    Each run checkpoints under ``checkpoints_dir`` (``None``: not at all); a suite
+    started again after a kill resumes the interrupted run from its last checkpoint,
+    and the checkpoint is deleted once the run's record is in place.
     """
     import dataclasses
 
@@ -285,8 +305,12 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
             config = bench.run_config(tier, model)
             if accelerator:
                 config["trainer"]["accelerator"] = accelerator
-            record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb)
+            ckpt_dir = Path(checkpoints_dir) / name / tier / path.stem if checkpoints_dir else None
+            record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb,
+                             checkpoint_dir=ckpt_dir)
             write_record(path, record)
+            if ckpt_dir is not None:
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
         finally:
             release(path)
         bar.write(one_line(record))

@@ -20,11 +20,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
+import yaml
 from lightning.pytorch.cli import LightningCLI
 
 from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, default_diagnostics
-from zoo.errors import ZooError
+from zoo.errors import ZooError, check_float, check_int
 from zoo.module import SequenceModel
+from zoo.resume import SafeCheckpointIO, read_checkpoint
 from zoo.runtime import flush_denormal_default, set_flush_denormal
 
 import tasks  # noqa: F401  (registers the DataModules for --data)
@@ -60,31 +62,143 @@ class ZooCLI(LightningCLI):
         """Apply a checkpoint's model hyperparameters to the config, as Lightning does, but for the task.
 
         The task is not an option (it is linked from the data), so Lightning's own version
-        fails on it; it is rebuilt from the DataModule like in any other run.
+        fails on it; it is rebuilt from the DataModule like in any other run. A missing,
+        truncated or corrupt checkpoint file is one error naming it.
         """
+        self._checkpoint, self._checkpoint_path = None, None
         subcommand = self.config.get("subcommand")
         if not subcommand:
             return
         ckpt_path = self.config[subcommand].get("ckpt_path")
-        if not (ckpt_path and Path(ckpt_path).is_file()):
-            return
-        ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
+        if not ckpt_path or str(ckpt_path) in SPECIAL_CKPT_PATHS or "://" in str(ckpt_path):
+            return  # Lightning's own names ("last", "best"...) and remote files are Lightning's to resolve
+        ckpt = read_checkpoint(ckpt_path)
+        self._checkpoint, self._checkpoint_path = ckpt, Path(ckpt_path)
         hparams = {k: v for k, v in ckpt.get("hyper_parameters", {}).items() if k not in ("_instantiator", "task")}
         if hparams:
             self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
+        clip = (config.get("trainer") or {}).get("gradient_clip_val")
+        if clip is not None:
+            check_float("trainer.gradient_clip_val", clip, low=0.0)
+        check_int("diagnostics_every_n_steps", config.diagnostics_every_n_steps, low=1)
         # No torch op has run yet in this process (parsing builds no tensors), so the
         # setting still reaches the intra-op threads when they start.
         set_flush_denormal(bool(config.flush_denormal))
 
+    def instantiate_trainer(self, **kwargs):
+        """Lightning's Trainer from the config; a setting it rejects is one error naming it."""
+        from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+        if not (self.config_init[self.subcommand] if self.subcommand else self.config_init).get("trainer", {}).get("plugins"):
+            kwargs.setdefault("plugins", [SafeCheckpointIO()])  # --ckpt_path read with weights_only, a bad file named
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except ZooError:
+            raise
+        except (MisconfigurationException, ValueError, TypeError) as err:
+            raise ZooError(f"trainer settings: {err}") from None
+
+    def check_checkpoint(self) -> None:
+        """The checkpoint given with --ckpt_path must be of this data and this model, checked before Lightning loads it.
+
+        A language model's vocabulary must be the data's, token for token; the task's
+        shapes and every weight's shape must match. Otherwise Lightning would fail deep
+        inside ``load_state_dict`` (or, for a vocabulary of the same size, not at all).
+        """
+        from zoo.pretrained import architecture_mismatch
+
+        ckpt, path = getattr(self, "_checkpoint", None), getattr(self, "_checkpoint_path", None)
+        if ckpt is None:
+            return
+        data_state = ckpt.get(type(self.datamodule).__qualname__) if self.datamodule is not None else None
+        vocab = getattr(self.datamodule, "vocab", None)
+        if isinstance(data_state, dict) and vocab is not None and "vocab" in data_state and data_state["vocab"] != vocab:
+            theirs = data_state["vocab"] or []
+            raise ZooError(f"the vocabulary of checkpoint {path} ({len(theirs)} tokens, corpus "
+                           f"{data_state.get('corpus')!r}) does not match the data's ({len(vocab)} tokens"
+                           f"{', corpus ' + repr(self.datamodule.corpus.name) if hasattr(self.datamodule, 'corpus') else ''}); "
+                           "use the corpus files the checkpoint was trained on")
+        trained, task = (ckpt.get("hyper_parameters") or {}).get("task"), self.model.task
+        keys = ("input_size", "output_size", "head", "input_kind")
+        if isinstance(trained, dict) and any(trained.get(k) != getattr(task, k) for k in keys):
+            raise ZooError(f"checkpoint {path} was trained on task {trained.get('name')!r} (input "
+                           f"{trained.get('input_size')}, output {trained.get('output_size')}, head {trained.get('head')}), "
+                           f"but --data gives task {task.name!r} (input {task.input_size}, output {task.output_size}, "
+                           f"head {task.head}); use the data it was trained on")
+        shapes = {k: tuple(v.shape) for k, v in ckpt["state_dict"].items() if isinstance(v, torch.Tensor)}
+        mismatch = architecture_mismatch(self.model, shapes)
+        if mismatch:
+            raise ZooError(f"checkpoint {path} does not fit the model: {mismatch}")
+
+    def before_validate(self) -> None:
+        self.check_checkpoint()
+
+    def before_test(self) -> None:
+        self.check_checkpoint()
+
+    def before_predict(self) -> None:
+        self.check_checkpoint()
+
     def before_fit(self) -> None:
+        self.check_checkpoint()
         config = self.config[self.subcommand]
         if config.diagnostics:
             self.trainer.callbacks.extend(
                 default_diagnostics(self.model.task, every_n_steps=config.diagnostics_every_n_steps)
             )
+
+
+SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")  # names Lightning resolves itself
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def _datamodule_names() -> set[str]:
+    """Class names --data resolves: every LightningDataModule subclass imported (tasks' DataModules among them)."""
+    names, todo = set(), [L.LightningDataModule]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            if sub.__name__ not in names:
+                names.add(sub.__name__)
+                todo.append(sub)
+    return names
+
+
+def _option_values(args: list[str], *keys: str) -> list[str]:
+    """The values given to ``keys`` on a command line, as ``--key value`` or ``--key=value``."""
+    values = []
+    for i, arg in enumerate(args):
+        for key in keys:
+            if arg == key and i + 1 < len(args):
+                values.append(args[i + 1])
+            elif arg.startswith(f"{key}="):
+                values.append(arg.split("=", 1)[1])
+    return values
+
+
+def check_arguments(args: list[str]) -> None:
+    """What jsonargparse reports unclearly, checked first: an unknown --data class, an unreadable --config file."""
+    from tasks import DATAMODULES
+
+    for value in _option_values(args, "--data"):
+        if value.isidentifier() and value not in _datamodule_names():
+            raise ZooError(f"unknown DataModule {value!r} (--data); valid choices: {', '.join(DATAMODULES)}, "
+                           "or a class path such as tasks.AddingProblem")
+    for value in _option_values(args, "--config", "-c"):
+        if not value.endswith(CONFIG_SUFFIXES):
+            continue  # a config given inline as a string
+        path = Path(value)
+        if not path.is_file():
+            raise ZooError(f"config file {path} does not exist")
+        try:
+            config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as err:
+            raise ZooError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+        if config is not None and not isinstance(config, dict):
+            raise ZooError(f"config file {path} must be a mapping of options (model:, data:, trainer:, ...), "
+                           f"got a {type(config).__name__}")
 
 
 def run_cli(args: list[str] | None = None) -> ZooCLI:
@@ -122,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             from zoo import commands
 
             return getattr(commands, f"{args[0]}_main")(args[1:])
+        check_arguments(args)
         run_cli(argv)
     except Exception as err:
         cause = _zoo_error(err)

@@ -17,7 +17,11 @@ import argparse
 import json
 from pathlib import Path
 
-from zoo.bench import DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
+from zoo.bench import DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
+from zoo.errors import check_choice
+from zoo.files import check_folder
+
+ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")  # Lightning's accelerator names
 
 
 def bench_main(argv: list[str]) -> int:
@@ -36,6 +40,9 @@ def bench_main(argv: list[str]) -> int:
                           "benchmark's settings and budget (then `zoo leaderboard compare`)")
     run.add_argument("--records", default=DEFAULT_RECORDS, help=f"records folder (default {DEFAULT_RECORDS})")
     run.add_argument("--weights", default=DEFAULT_WEIGHTS, help=f"where trained weights go (default {DEFAULT_WEIGHTS})")
+    run.add_argument("--checkpoints", default=DEFAULT_CHECKPOINTS,
+                     help=f"where each run checkpoints, to resume after a kill (default {DEFAULT_CHECKPOINTS}; "
+                          "'none': no checkpoints)")
     run.add_argument("--data_dir", help="folder of the original data files (offline)")
     run.add_argument("--accelerator", help="override the tier's accelerator (cpu, cuda, mps, auto)")
     run.add_argument("--wandb", action="store_true", help="also log each run to Weights & Biases (WANDB_MODE=offline works)")
@@ -47,10 +54,15 @@ def bench_main(argv: list[str]) -> int:
             print(f"{bench.name:<16} {len(bench.models):>3} models  {tiers}")
             print(f"{'':<16} {bench.description}")
         return 0
+    if args.accelerator is not None:
+        check_choice("accelerator", args.accelerator, ACCELERATORS)
+    check_folder("--records", args.records)
+    check_folder("--weights", args.weights)
     quiet_lightning()
     own = [load_model_config(path) for path in args.model_config]
     done = run_benchmark(args.name, args.tier, models=args.models, seeds=args.seeds, records_dir=args.records,
-                         weights_dir=args.weights, data_dir=args.data_dir, accelerator=args.accelerator,
+                         weights_dir=args.weights, data_dir=args.data_dir,
+                         checkpoints_dir=None if args.checkpoints.lower() == "none" else args.checkpoints, accelerator=args.accelerator,
                          wandb=args.wandb, progress=not args.no_progress,
                          own_models=own)
     counts = {status: sum(d["status"] == status for d in done)

@@ -11,6 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from zoo.errors import ZooError
+
 
 def public_mode(path: str | os.PathLike) -> None:
     """Give a file made by mkstemp (private) the usual permissions, as the umask would."""
@@ -25,7 +27,11 @@ def _umask() -> int:
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as JSON to a temporary name beside ``path``, then rename it into place."""
-    return write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+    try:
+        text = json.dumps(obj, indent=2) + "\n"
+    except (TypeError, ValueError) as err:  # checked before any file is made
+        raise ZooError(f"cannot write {path}: its content is not JSON ({err})") from None
+    return write_text_atomic(path, text)
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
@@ -39,8 +45,13 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside ``path``, renamed onto it if the block succeeds and deleted if not."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.is_dir():
+        raise ZooError(f"cannot write {path}: it is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:  # a file where a folder should be, no permission, ...
+        raise ZooError(f"cannot write {path}: {err.strerror or err} ({err.filename or path.parent})") from None
     os.close(fd)
     try:
         yield Path(tmp_name)
@@ -48,6 +59,14 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
         os.replace(tmp_name, path)
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def check_folder(setting: str, path: str | os.PathLike) -> Path:
+    """``path`` as a Path if it is a folder or does not exist yet (it will be made); a file there is an error."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ZooError(f"{setting} {str(path)!r} is a file, not a folder")
+    return path
 
 
 def any_env_true(names: tuple[str, ...]) -> bool:

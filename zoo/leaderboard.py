@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.errors import ZooError
-from zoo.files import write_text_atomic
+from zoo.files import check_folder, write_text_atomic
 from zoo.records import find_records, read_record, test_metric
 
 CSV_COLUMNS = ("model", "metric", "mean", "std", "n", "diverged", "reached", "steps_to_target", "param_count",
@@ -274,7 +274,7 @@ def update_readme(readme: Path, index_rows: list[str], study: str | None, out: P
 def build(records_root: str | os.PathLike = "leaderboards/records", out: str | os.PathLike = "leaderboards",
           readme: str | os.PathLike | None = None) -> list[Path]:
     """Regenerate every table, CSV and figure, and the index (and the README's block), from the records."""
-    out = Path(out)
+    out = check_folder("out", out)
     records = load_board(records_root)
     boards: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
@@ -331,6 +331,8 @@ def setting_differences(mine: dict[str, Any], board: dict[str, Any]) -> list[str
 def compare(path: str | os.PathLike, records_root: str | os.PathLike = "leaderboards/records") -> list[dict[str, Any]]:
     """Place each run at ``path`` (a record or a folder of them) on its benchmark's board."""
     mine = [read_record(p) for p in find_records(path)]
+    if not mine:
+        raise ZooError(f"no run records (*.json) under {path}; pass a record file or a folder holding records")
     board_records = [r for r in load_board(records_root)]
     mine_ids = {(r["id"], r["created"]) for r in mine}
     results = []

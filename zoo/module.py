@@ -131,6 +131,7 @@ class SequenceModel(L.LightningModule):
         self._state: Any = None  # the recurrent state carried between batches of a stateful task
         self._train_state: Any = None  # training's state, set aside while validation runs
         self.skipped_steps = 0  # steps dropped under nonfinite="skip"
+        self._resumed_mid_epoch = False  # set when a checkpoint brings back a carried state
         self.grad_norms: dict[str, torch.Tensor] = {}  # this step's gradient norm per parameter, before clipping
 
     # ----------------------------------------------------------------- forward
@@ -188,7 +189,24 @@ class SequenceModel(L.LightningModule):
         return out
 
     def on_train_epoch_start(self) -> None:
-        self._state = None
+        if not self._resumed_mid_epoch:  # a resumed epoch goes on from the state its checkpoint carried
+            self._state = None
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self._resumed_mid_epoch:  # the first step after a resume: the carried state was loaded on the CPU
+            self._resumed_mid_epoch = False
+            self._state = tuple(s.to(self.device) for s in self._state) if isinstance(self._state, tuple) \
+                else self._state.to(self.device)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """The recurrent state carried into the next batch, and the skipped steps, so a resumed run continues them."""
+        checkpoint["carried_state"] = self._state
+        checkpoint["skipped_steps"] = self.skipped_steps
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._state = checkpoint.get("carried_state")
+        self.skipped_steps = int(checkpoint.get("skipped_steps", 0))
+        self._resumed_mid_epoch = self._state is not None
 
     def on_validation_epoch_start(self) -> None:
         self._train_state, self._state = self._state, None  # evaluation reads its own streams from a zero state

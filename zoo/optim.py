@@ -45,8 +45,8 @@ class OptimConfig:
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.name, OPTIMIZERS)
-        check_float("lr", self.lr, low=0.0)
-        if self.lr <= 0:
+        lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < float("inf")
+        if not lr_ok:
             raise ZooError(f"lr must be a number > 0, got {self.lr!r}")
         check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         if self.momentum and self.name not in WITH_MOMENTUM:
@@ -61,6 +61,8 @@ class OptimConfig:
             check_int("decay_start", self.decay_start, low=0)
         check_float("gamma", self.gamma, low=0.0, high=1.0)
         check_int("patience", self.patience, low=0)
+        if not (isinstance(self.monitor, str) and self.monitor):
+            raise ZooError(f"monitor must be the name of a logged metric such as 'val_loss', got {self.monitor!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -70,6 +72,10 @@ class OptimConfig:
         if isinstance(value, cls):
             return value
         if isinstance(value, dict):
+            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
+            if unknown:
+                raise ZooError(f"unknown optim setting(s) {', '.join(map(str, unknown))}; "
+                               f"valid settings: {', '.join(cls.__dataclass_fields__)}")
             return cls(**value)
         raise ZooError(f"optim must be an OptimConfig or a dict, got {type(value).__name__}")
 

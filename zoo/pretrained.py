@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError, check_choice
-from zoo.files import replaced_atomically, write_json_atomic, write_text_atomic
+from zoo.files import check_folder, replaced_atomically, write_json_atomic, write_text_atomic
 from zoo import hub
 from zoo.files import sha256_file
 from zoo.hub import FileSpec, fetch
@@ -43,6 +44,7 @@ DATA_LICENCES = {
     "wikitext2": "WikiText-2 (Merity et al. 2016): CC BY-SA 3.0",
     "tinyshakespeare": "public domain text, compiled by Karpathy for char-rnn (MIT)",
 }
+TAG = re.compile(r"[A-Za-z0-9_\-]+")  # a release tag: part of its file names
 SLICE_TOLERANCE = 0.15  # relative: a slice of the test set may land this far from the card's full-set metric
 
 
@@ -51,7 +53,12 @@ def manifest(path: Path | None = None) -> dict[str, dict[str, Any]]:
     path = path or hub.PACKAGE_WEIGHTS / MANIFEST_NAME
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ZooError(f"manifest {path} is not valid JSON (truncated or corrupt?): {err}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        raise ZooError(f"{path} is not an rnn-zoo manifest (no \"models\" mapping)")
     if data.get("version") != MANIFEST_VERSION:
         raise ZooError(f"{path} has manifest version {data.get('version')!r}; this rnn-zoo reads {MANIFEST_VERSION}")
     return data["models"]
@@ -117,11 +124,57 @@ def build_model(card: dict[str, Any]):
     return build_run_model({"model": {**card["model"], "optim": {}}}, card["task"])
 
 
-def load_weights(model, path: Path, name: str) -> None:
+def describe_architecture(card: dict[str, Any]) -> str:
+    """A card's network in words: ``lstm 1x128``, ``gru 2x64 bidirectional``."""
+    b = card["model"]["backbone"]
+    return f"{b['cell']} {b['num_layers']}x{b['hidden_size']}" + (" bidirectional" if b.get("bidirectional") else "")
+
+
+def file_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Tensor name -> shape from a safetensors header (only the header is read); an unreadable file is an error."""
+    from safetensors import SafetensorError, safe_open
+
+    if not path.is_file():
+        raise ZooError(f"weights file {path} does not exist")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {key: tuple(f.get_slice(key).get_shape()) for key in f.keys()}
+    except (SafetensorError, OSError, ValueError) as err:
+        raise ZooError(f"weights file {path} is not a readable safetensors file (truncated or corrupt?): "
+                       f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
+def architecture_mismatch(model, shapes: dict[str, tuple[int, ...]]) -> str | None:
+    """What keeps a file's tensors from fitting ``model``, in words, or None when they fit."""
+    state = model.state_dict()
+    expected = {k: tuple(v.shape) for k, v in state.items()}
+    pointers = {k: v.data_ptr() for k, v in state.items()}
+    in_file = {pointers[k] for k in shapes if k in pointers}
+    problems = [f"{k} is {'x'.join(map(str, shapes[k])) or 'a scalar'} in the file, "
+                f"{'x'.join(map(str, expected[k])) or 'a scalar'} in the model"
+                for k in expected if k in shapes and shapes[k] != expected[k]]  # in the model's order
+    missing = sorted(k for k in expected if k not in shapes and pointers[k] not in in_file)  # tied tensors once
+    unexpected = sorted(k for k in shapes if k not in expected)
+    if missing:
+        problems.append(f"missing {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}")
+    if unexpected:
+        problems.append(f"unexpected {', '.join(unexpected[:4])}{' ...' if len(unexpected) > 4 else ''}")
+    if not problems:
+        return None
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
+def load_weights(model, path: Path, name: str, architecture: str = "") -> None:
     """safetensors into ``model``, every tensor accounted for; another architecture's file is a clear error."""
     from safetensors import SafetensorError
     from safetensors.torch import load_model
 
+    path = Path(path)
+    mismatch = architecture_mismatch(model, file_shapes(path))
+    if mismatch:
+        raise ZooError(f"weights {path} do not fit {name}'s architecture{f' ({architecture})' if architecture else ''}: "
+                       f"{mismatch}")
     try:
         missing, unexpected = load_model(model, path, strict=False)
     except (SafetensorError, RuntimeError) as err:
@@ -134,14 +187,31 @@ def load_weights(model, path: Path, name: str) -> None:
 def load(name: str, *, path: str | os.PathLike | None = None, offline: bool | None = None) -> Pretrained:
     """The pretrained model ``name``, from the first source that has it (``zoo.hub``), in eval mode."""
     card = entry(name)
-    weights = fetch(file_spec(card["file"]), path=path, hub=card.get("hub"), offline=offline)
+    try:
+        weights = fetch(file_spec(card["file"]), path=path, hub=card.get("hub"), offline=offline)
+    except ZooError as err:
+        # A readable safetensors file of another network is worth naming as such, not just "another file".
+        if path is not None and Path(path).is_file():
+            try:
+                mismatch = architecture_mismatch(build_model(card), file_shapes(Path(path)))
+            except ZooError:
+                mismatch = None
+            if mismatch:
+                raise ZooError(f"weights {path} do not fit {name}'s architecture ({describe_architecture(card)}): "
+                               f"{mismatch}") from None
+        raise err from None
     model = build_model(card)
-    load_weights(model, weights, name)
+    load_weights(model, weights, name, describe_architecture(card))
     model.eval()
     vocab = None
     if "vocab" in card.get("extras", {}):
         vocab_path = fetch(file_spec(card["extras"]["vocab"]), hub=card.get("hub"), offline=offline)
-        vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+        try:
+            vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ZooError(f"vocabulary {vocab_path} of {name} is not valid JSON: {err}") from None
+        if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
+            raise ZooError(f"vocabulary {vocab_path} of {name} is not a JSON list of tokens")
         if len(vocab) != card["task"]["input_size"]:
             raise ZooError(f"{name}'s vocabulary has {len(vocab)} tokens but the model reads {card['task']['input_size']}")
     return Pretrained(name, model, card, vocab, dict(card.get("preprocessing", {})))
@@ -181,55 +251,73 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     Sizes and hashes are computed now, from the files written; the run's weights must
     match the sha256 its record holds.
     """
+    from tasks import DATAMODULES
     from zoo.bench import build_data
 
+    # Everything is checked and built before the first file is written, so a bad input leaves no partial release.
     record = read_record(record_path)
-    if record["diverged"] or not record.get("weights"):
-        raise ZooError(f"run {record['id']} has no weights to export ({'it diverged' if record['diverged'] else 'none were saved'})")
-    source = Path(weights_dir) / record["weights"]["file"]
+    weights_info = record.get("weights")
+    if record.get("diverged") or not weights_info:
+        raise ZooError(f"run {record['id']} has no weights to export "
+                       f"({'it diverged' if record.get('diverged') else 'none were saved'})")
+    if not (isinstance(weights_info, dict) and isinstance(weights_info.get("file"), str) and weights_info.get("sha256")):
+        raise ZooError(f"run record {record_path} has a malformed \"weights\" entry: {weights_info!r}")
+    if tag is not None and not (isinstance(tag, str) and TAG.fullmatch(tag)):
+        raise ZooError(f"tag {tag!r} must be letters, digits, '_' and '-' (it names the release's files)")
+    source = Path(weights_dir) / weights_info["file"]
     if not source.is_file():
         raise ZooError(f"the weights of {record['id']} are not at {source}; pass --weights_dir where the run left them")
-    if sha256_file(source) != record["weights"]["sha256"]:
+    if sha256_file(source) != weights_info["sha256"]:
         raise ZooError(f"{source} is not the file run {record['id']} wrote: its sha256 differs from the record's")
-    arch = record["model"].replace(".", "_")
-    name = f"{arch}.{tag or record['benchmark']}"
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    weights = out / f"{name}.safetensors"
-    with replaced_atomically(weights) as tmp:
-        shutil.copyfile(source, tmp)
     config = record["config"]
-    data_args = config["data"]["args"]
-    metric = record["task"]["target_metric"]
+    try:
+        data_class, data_args = config["data"]["class"], config["data"]["args"]
+        model_config = {"backbone": config["model"]["backbone"], "module": config["model"]["module"]}
+        recipe = {"optim": config["model"]["optim"], "trainer": config["trainer"], "seed": record["seed"],
+                  "steps": record["steps"]}
+        metric = record["task"]["target_metric"]
+        metrics = {k: v for k, v in record["metrics"]["test"].items() if k != "loss"}
+        params = record["params"]
+    except (KeyError, TypeError, AttributeError) as err:
+        raise ZooError(f"run record {record_path} lacks {err} in its config, task or metrics") from None
+    check_choice("DataModule", data_class, DATAMODULES)
     extras, preprocessing = {}, {}
-    if config["data"]["class"] == "LanguageModelling":
-        data = build_data(config, data_dir)
-        vocab_path = write_text_atomic(out / f"{name}.vocab.json", json.dumps(data.vocab, ensure_ascii=False))
-        extras["vocab"] = {"name": vocab_path.name, "bytes": vocab_path.stat().st_size, "sha256": sha256_file(vocab_path)}
-        licence = DATA_LICENCES[data_args["corpus"]]
+    vocab_text = None
+    if data_class == "LanguageModelling":
+        licence = DATA_LICENCES[check_choice("corpus", data_args.get("corpus", "ptb"),
+                                             [k for k in DATA_LICENCES if k not in DATAMODULES])]
+        vocab_text = json.dumps(build_data(config, data_dir).vocab, ensure_ascii=False)
     else:
-        licence = DATA_LICENCES[config["data"]["class"]]
-    if config["data"]["class"] == "SequentialMNIST":
+        licence = DATA_LICENCES[data_class]
+    if data_class == "SequentialMNIST":
         from tasks.mnist import MEAN, STD
 
         preprocessing = {"divide_by": 255.0, "mean": MEAN, "std": STD, "variant": data_args.get("variant", "pixel"),
                          "permuted": data_args.get("permuted", False),
                          "permutation_seed": data_args.get("permutation_seed", 0)}
+    out = check_folder("out", out)
+    manifest_path = out / MANIFEST_NAME
+    models = manifest(manifest_path) if manifest_path.is_file() else {}
+    arch = record["model"].replace(".", "_")
+    name = f"{arch}.{tag or record['benchmark']}"
+    weights = out / f"{name}.safetensors"
+    with replaced_atomically(weights) as tmp:
+        shutil.copyfile(source, tmp)
+    if vocab_text is not None:
+        vocab_path = write_text_atomic(out / f"{name}.vocab.json", vocab_text)
+        extras["vocab"] = {"name": vocab_path.name, "bytes": vocab_path.stat().st_size, "sha256": sha256_file(vocab_path)}
     card = {
         "arch": arch, "tag": tag or record["benchmark"], "benchmark": record["benchmark"], "tier": record["tier"],
         "record": record["id"], "task": record["task"], "data": config["data"],
-        "model": {"backbone": config["model"]["backbone"], "module": config["model"]["module"]},
-        "metric": metric, "metrics": {k: v for k, v in record["metrics"]["test"].items() if k != "loss"},
-        "recipe": {"optim": config["model"]["optim"], "trainer": config["trainer"], "seed": record["seed"],
-                   "steps": record["steps"]},
-        "params": record["params"], "data_licence": licence, "preprocessing": preprocessing,
+        "model": model_config,
+        "metric": metric, "metrics": metrics,
+        "recipe": recipe,
+        "params": params, "data_licence": licence, "preprocessing": preprocessing,
         "file": {"name": weights.name, "bytes": weights.stat().st_size, "sha256": sha256_file(weights)},
         "extras": extras, "hub": None,
     }
     write_json_atomic(out / f"{name}.json", card)
     write_text_atomic(out / f"{name}.md", card_text(name, card))
-    manifest_path = out / MANIFEST_NAME
-    models = manifest(manifest_path) if manifest_path.is_file() else {}
     write_json_atomic(manifest_path, {"version": MANIFEST_VERSION, "models": {**models, name: card}})
     return name, card
 
@@ -240,8 +328,17 @@ def evaluate(pretrained: Pretrained, *, limit_batches: int | float = 1.0, data_d
 
     from zoo.bench import build_data, quiet_lightning
 
+    ok = isinstance(limit_batches, (int, float)) and not isinstance(limit_batches, bool) and limit_batches > 0
+    if not ok or (limit_batches > 1 and float(limit_batches) != int(limit_batches)):
+        raise ZooError(f"limit_batches must be a share of the test batches in (0, 1] or a whole count of them, "
+                       f"got {limit_batches!r}")
     quiet_lightning()
     data = build_data({"data": pretrained.card["data"]}, data_dir)
+    if pretrained.vocab is not None and getattr(data, "vocab", None) != pretrained.vocab:
+        theirs = getattr(data, "vocab", None) or []
+        raise ZooError(f"the test data's vocabulary ({len(theirs)} tokens, from {data_dir or 'the default data'}) "
+                       f"does not match {pretrained.name}'s ({len(pretrained.vocab)} tokens); evaluate it on the "
+                       "corpus files it was trained on")
     trainer = L.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False,
                         limit_test_batches=limit_batches)
     result = trainer.test(pretrained.model, datamodule=data, verbose=False)[0]

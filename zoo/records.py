@@ -61,6 +61,11 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         record = json.loads(path.read_text())
     except FileNotFoundError:
         raise ZooError(f"run record {path} does not exist") from None
+    except IsADirectoryError:
+        raise ZooError(f"run record {path} is a folder, not a record file (a folder of records is read by "
+                       "`zoo leaderboard compare`)") from None
+    except OSError as err:
+        raise ZooError(f"run record {path} cannot be read: {err.strerror or err}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ZooError(f"run record {path} is not valid JSON (truncated or corrupt?): {err}") from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:

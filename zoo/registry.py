@@ -10,7 +10,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Callable
 
-from zoo.errors import check_choice
+from zoo.errors import ZooError, check_choice
 from zoo.models.rnn import RNNConfig
 
 _ARCHITECTURES: dict[str, Callable[[], RNNConfig]] = {}
@@ -34,6 +34,10 @@ def list_models(pattern: str = "*", *, pretrained: bool | None = None) -> list[s
     """
     from zoo.pretrained import manifest
 
+    if not isinstance(pattern, str):
+        raise ZooError(f"pattern must be a string of shell wildcards such as 'lstm*', got {pattern!r}")
+    if pretrained is not None and not isinstance(pretrained, bool):
+        raise ZooError(f"pretrained must be True, False or None (both kinds), got {pretrained!r}")
     names: set[str] = set()
     if pretrained in (None, False):
         names |= set(_ARCHITECTURES)

@@ -65,5 +65,13 @@ class TaskSpec:
         if isinstance(value, cls):
             return value
         if isinstance(value, dict):
+            fields = cls.__dataclass_fields__
+            unknown = sorted(set(value) - set(fields))
+            if unknown:
+                raise ZooError(f"unknown task setting(s) {', '.join(map(str, unknown))}; valid settings: {', '.join(fields)}")
+            missing = [name for name in ("name", "input_size", "output_size") if name not in value]
+            if missing:
+                raise ZooError(f"task is missing {', '.join(missing)}; a task needs at least name, input_size and "
+                               "output_size")
             return cls(**value)
         raise ZooError(f"task must be a TaskSpec or a dict, got {type(value).__name__}")

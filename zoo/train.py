@@ -7,12 +7,13 @@ is reached on validation, and returns the figures a results table needs.
 
 from __future__ import annotations
 
-import time
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import lightning as L
 
+from zoo import resume
 from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, ConvergenceMonitor, default_diagnostics, summarize
 from zoo.module import DivergedError, SequenceModel
 
@@ -59,11 +60,18 @@ def fit_and_test(
     trainer_kwargs: dict[str, Any] | None = None,
     diagnostics: bool = False,
     diagnostics_every_n_steps: int = DEFAULT_EVERY_N_STEPS,
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every_n_steps: int = resume.DEFAULT_EVERY_N_STEPS,
 ) -> RunResult:
     """Fit ``model`` for at most ``max_steps`` optimizer steps, then score it on the test set.
 
     Build ``model`` right after ``seed_run(seed)``: this seeds again for training (data
     order, dropout, fresh batches) but cannot reach back to the initial weights.
+
+    With ``checkpoint_dir`` the run writes ``last.ckpt`` there every
+    ``checkpoint_every_n_steps`` steps and, when one is already there (a run that was
+    killed), resumes from it: it ends with the weights and metrics the run would have
+    had uninterrupted (``zoo/resume.py``). ``seconds`` then counts every attempt.
     """
     seed_run(seed)
     monitors = (default_diagnostics(model.task, stop_at_target=stop_at_target, every_n_steps=diagnostics_every_n_steps)
@@ -85,15 +93,18 @@ def fit_and_test(
     )
     kwargs.update(trainer_kwargs or {})
     kwargs["callbacks"] = [*monitors, *kwargs.get("callbacks", [])]
+    ckpt_path = None
+    if checkpoint_dir is not None:
+        kwargs["callbacks"] += resume.resume_callbacks(checkpoint_dir, checkpoint_every_n_steps)
+        kwargs.update(enable_checkpointing=True, plugins=[*kwargs.get("plugins", []), resume.SafeCheckpointIO()])
+        ckpt_path = resume.last_checkpoint(checkpoint_dir)
     trainer = L.Trainer(**kwargs)
-    start = time.perf_counter()
     diverged = None
     try:
-        trainer.fit(model, datamodule=data)
+        trainer.fit(model, datamodule=data, ckpt_path=ckpt_path, weights_only=True)
     except DivergedError as err:  # a result, not a crash: reported, and nothing is tested
         diverged = str(err)
-    seconds = time.perf_counter() - start
-    val = {k.removeprefix("val_"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val_")}
+    seconds = watch.elapsed()  # since training started, resumed runs' earlier attempts included
     tested = {} if diverged else trainer.test(model, datamodule=data, verbose=False)[0]
     return RunResult(
         steps=trainer.global_step,
@@ -105,5 +116,5 @@ def fit_and_test(
         diverged=diverged,
         diagnostics=summarize(monitors, model),
         epochs=trainer.current_epoch,
-        val=val,
+        val=dict(watch.last_val),
     )

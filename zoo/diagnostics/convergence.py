@@ -28,6 +28,7 @@ class ConvergenceMonitor(Callback):
         self.best: float | None = None
         self.best_step: int | None = None
         self.samples = 0
+        self.last_val: dict[str, float] = {}  # the last validation's metrics, without the "val_" prefix
         self._start = time.perf_counter()
         self._elapsed_before = 0.0  # seconds spent before a resume
 
@@ -47,6 +48,9 @@ class ConvergenceMonitor(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        # Kept here, and so in checkpoints: a run resumed after its last validation reports it too.
+        self.last_val = {k.removeprefix("val_"): float(v) for k, v in trainer.callback_metrics.items()
+                         if k.startswith("val_")}
         value = trainer.callback_metrics.get(self.key)
         if value is None:
             return
@@ -73,9 +77,11 @@ class ConvergenceMonitor(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {"step": self.step, "samples_at_target": self.samples_at_target, "seconds": self.seconds,
-                "best": self.best, "best_step": self.best_step, "samples": self.samples, "elapsed": self.elapsed()}
+                "best": self.best, "best_step": self.best_step, "samples": self.samples, "elapsed": self.elapsed(),
+                "last_val": self.last_val}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.step, self.samples_at_target = state_dict["step"], state_dict["samples_at_target"]
         self.seconds, self.best, self.best_step = state_dict["seconds"], state_dict["best"], state_dict["best_step"]
         self.samples, self._elapsed_before = state_dict["samples"], state_dict["elapsed"]
+        self.last_val = dict(state_dict.get("last_val", {}))

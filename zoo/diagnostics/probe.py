@@ -18,5 +18,9 @@ def probe_batch(trainer: L.Trainer, size: int, device: torch.device) -> tuple[to
         loader = datamodule.val_dataloader()
     if loader is None:
         loader = trainer.train_dataloader
-    x, y = next(iter(loader))[:2]
+    # Making a DataLoader iterator draws a seed from torch's global generator; forked, the
+    # probe leaves the training's random stream alone, so a diagnostic never changes a
+    # result, and a resumed run (which takes its probe later) draws what it would have.
+    with torch.random.fork_rng(devices=[]):
+        x, y = next(iter(loader))[:2]
     return x[:size].to(device), y[:size].to(device)

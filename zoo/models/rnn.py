@@ -72,6 +72,8 @@ class RNNConfig:
             check_choice("nonlinearity", self.nonlinearity, NONLINEARITIES)
         check_int("hidden_size", self.hidden_size, low=1, high=1 << 16)
         check_int("num_layers", self.num_layers, low=1, high=64)
+        if not isinstance(self.bidirectional, bool):
+            raise ZooError(f"bidirectional must be true or false, got {self.bidirectional!r}")
         check_float("dropout", self.dropout, low=0.0, high=1.0, high_open=True)
         if self.dropout > 0 and self.num_layers == 1:
             raise ZooError(f"dropout {self.dropout} acts between layers, so it needs num_layers >= 2, got 1")

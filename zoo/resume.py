@@ -1,0 +1,126 @@
+"""Exact resume: what a run killed mid-epoch needs so that, resumed, it ends where an uninterrupted run ends.
+
+Lightning's checkpoint already holds the weights, the optimizer, the schedulers, the
+loops' progress, every stateful callback and the train loader's position
+(``tasks/loaders.py``). It does not hold the random states, which drive dropout:
+``RandomStates`` adds them. ``StepCheckpoint`` writes ``last.ckpt`` every n steps
+but never right after an epoch's last batch, where Lightning would resume without the
+validation that epoch still owes. ``SafeCheckpointIO`` reads checkpoints with
+``weights_only=True`` (nothing is unpickled) and turns a truncated or corrupt file
+into one error naming it. Lightning writes checkpoints to a temporary name first
+(``_atomic_save``), so a kill mid-write leaves the previous checkpoint whole.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+
+from zoo.errors import ZooError
+
+LAST = "last.ckpt"
+DEFAULT_EVERY_N_STEPS = 100
+
+
+def capture_random_states() -> dict[str, Any]:
+    """torch (CPU and every CUDA device), numpy and Python random states as tensors and lists: weights_only-safe."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "internal": list(internal), "gauss": gauss},
+    }
+
+
+def restore_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if states["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    n = states["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = states["python"]
+    random.setstate((p["version"], tuple(p["internal"]), p["gauss"]))
+
+
+class RandomStates(Callback):
+    """Saves the random states with each checkpoint and puts them back right before the first resumed step.
+
+    Not at load time: between the restore and the first step Lightning builds the
+    loader iterators, which draw from torch's generator, where the uninterrupted run
+    drew nothing. The states saved are those after step k's callbacks (Lightning runs
+    checkpoint callbacks last), i.e. exactly what step k+1 starts from.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        checkpoint["random_states"] = capture_random_states()
+
+    def on_load_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]) -> None:
+        self._pending = checkpoint.get("random_states")
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._pending is not None:
+            restore_random_states(self._pending)
+            self._pending = None
+
+
+class StepCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every ``every_n_steps`` optimizer steps, skipping a step that ends an epoch (see the module doc)."""
+
+    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = DEFAULT_EVERY_N_STEPS) -> None:
+        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_steps, save_top_k=0, save_last=True,
+                         enable_version_counter=False)
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            return
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """A Lightning checkpoint, read without unpickling code; a missing or unreadable file is one error naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"checkpoint {path} {'is a folder, not a file' if path.is_dir() else 'does not exist'}")
+    try:
+        ckpt = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # noqa: BLE001 - zip, pickle and EOF errors alike: the file is not a readable checkpoint
+        raise ZooError(f"checkpoint {path} is not a readable checkpoint (truncated, corrupt or another kind of file; "
+                       f"torch.load says {type(err).__name__}); delete it to start over from the beginning") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("state_dict"), dict):
+        raise ZooError(f"{path} is not a Lightning checkpoint: it has no state_dict")
+    return ckpt
+
+
+class SafeCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint reader, through ``read_checkpoint``: ``weights_only`` always, a bad file named."""
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return read_checkpoint(path)
+
+
+def resume_callbacks(dirpath: str | os.PathLike, every_n_steps: int = DEFAULT_EVERY_N_STEPS) -> list[Callback]:
+    return [RandomStates(), StepCheckpoint(dirpath, every_n_steps)]
+
+
+def last_checkpoint(dirpath: str | os.PathLike) -> Path | None:
+    path = Path(dirpath) / LAST
+    return path if path.is_file() else None
+
+
+__all__ = ["LAST", "RandomStates", "SafeCheckpointIO", "StepCheckpoint", "capture_random_states", "last_checkpoint",
+           "read_checkpoint", "restore_random_states", "resume_callbacks"]

@@ -24,7 +24,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tasks.datafiles import fetch, sha256_of
 from tasks.loaders import ResumableLoader
@@ -207,14 +207,37 @@ class LanguageModelling(L.LightningDataModule):
         )
 
     # ----------------------------------------------------------------- loaders
+    def processes(self) -> tuple[int, int]:
+        """(this process's rank, the number of processes) of the trainer's run; (0, 1) without a trainer."""
+        return (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
+
+    def _in_order(self, windows: Windows, loader: type[DataLoader] = DataLoader) -> DataLoader:
+        """A loader of ``windows`` in order, which Lightning leaves alone under DDP.
+
+        Lightning would deal a loader's items out to the processes (shuffled, for training),
+        but window k+1 of a stream must follow window k in the same process, since the model
+        carries its state across. A loader that has a DistributedSampler is not touched: one
+        of a single replica reads every window, in order.
+        """
+        distributed = self.processes()[1] > 1
+        sampler = DistributedSampler(windows, num_replicas=1, rank=0, shuffle=False) if distributed else None
+        return loader(windows, batch_size=None, sampler=sampler)
+
     def train_dataloader(self) -> DataLoader:
-        return ResumableLoader(Windows(self.ids("train"), self.batch_size, self.bptt), batch_size=None, shuffle=False)
+        """B streams; under DDP with W processes, W*B streams of which process r reads streams rB .. rB+B-1."""
+        ids, (rank, world) = self.ids("train"), self.processes()
+        if world > 1:  # the same streams as one process with batch W*B, each process its own B of them
+            length = ids.numel() // (world * self.batch_size) * self.batch_size
+            ids = ids[: world * length].view(world, length)[rank]
+        return self._in_order(Windows(ids, self.batch_size, self.bptt), ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
-        return DataLoader(Windows(self.ids("valid"), self.eval_batch_size, self.bptt), batch_size=None)
+        # Under DDP every process reads the whole split: the metrics add up the processes' (equal) shares,
+        # so the numbers are those of one process, whatever the number of devices.
+        return self._in_order(Windows(self.ids("valid"), self.eval_batch_size, self.bptt))
 
     def test_dataloader(self) -> DataLoader:
-        return DataLoader(Windows(self.ids("test"), self.eval_batch_size, self.bptt), batch_size=None)
+        return self._in_order(Windows(self.ids("test"), self.eval_batch_size, self.bptt))
 
     # ----------------------------------------------------------------- kept with the run
     def state_dict(self) -> dict[str, Any]:

@@ -88,3 +88,20 @@ def test_diagnostics_cost_smoke():
                   "--steps", "3", "--warmup", "1")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "slowest speed ratio with diagnostics:" in result.stdout
+
+
+def test_throughput_quick_writes_ratios_and_a_csv(tmp_path):
+    import csv
+
+    out = tmp_path / "speed.csv"
+    result = _run("scripts/throughput.py", "--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "L/torch speed" in result.stdout and "(loop) step time / fused rnn_tanh" in result.stdout
+    rows = list(csv.DictReader(out.open()))
+    paths = {(r["shape"], r["cell"], r["path"]) for r in rows}
+    assert {("smnist", "lstm", "torch"), ("smnist", "lstm", "lightning"), ("word_lm", "lstm", "lightning")} <= paths
+    for r in rows:
+        assert float(r["ms_per_step"]) > 0 and float(r["speed_vs_baseline"]) > 0
+        assert r["torch"] and r["device"].startswith("cpu-")
+    if shared_data_dir() is not None:
+        assert any(r["path"] == "data" and float(r["data_share"]) > 0 for r in rows)

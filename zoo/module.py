@@ -56,7 +56,9 @@ class SequenceModel(L.LightningModule):
     ``nonfinite`` says what a non-finite training loss or gradient does: ``stop`` ends
     the run at once with "diverged at step k: reason" (a ``DivergedError``, which the
     runners turn into a record that says so); ``skip`` drops that step's update and
-    counts it in ``skipped_steps``. Either way no weight is ever updated from a NaN.
+    counts it in ``skipped_steps``. Either way no weight is ever updated from a NaN. Under DDP
+    the processes decide together, on the global batch's loss; under fp16 mixed precision
+    (``16-mixed``) gradients that overflow are GradScaler's to skip, not a divergence.
 
     ``io_dropout`` drops out the two non-recurrent connections outside the stack, the
     embedded tokens going in and the features the head reads, as Zaremba et al. (2014)
@@ -131,6 +133,7 @@ class SequenceModel(L.LightningModule):
         self._state: Any = None  # the recurrent state carried between batches of a stateful task
         self._train_state: Any = None  # training's state, set aside while validation runs
         self.skipped_steps = 0  # steps dropped under nonfinite="skip"
+        self._drop_update = False  # a non-finite step under DDP: its backward runs, its update is dropped
         self._resumed_mid_epoch = False  # set when a checkpoint brings back a carried state
         self.grad_norms: dict[str, torch.Tensor] = {}  # this step's gradient norm per parameter, before clipping
 
@@ -230,16 +233,35 @@ class SequenceModel(L.LightningModule):
         return total
 
     # ----------------------------------------------------------------- steps
+    def _distributed(self) -> bool:
+        return self._trainer is not None and self._trainer.world_size > 1
+
+    def _grad_scaler(self) -> bool:
+        """Whether a GradScaler runs the optimizer steps (precision 16-mixed), skipping those with non-finite gradients."""
+        plugin = self._trainer.precision_plugin if self._trainer is not None else None
+        return getattr(plugin, "scaler", None) is not None
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
         loss = self.task_loss(self._step_output(x), y)
         penalty = self.penalty()
         total = loss if penalty is None else loss + penalty
-        if not torch.isfinite(total):
-            what = "training loss" if penalty is None or not torch.isfinite(loss) else "weight penalty"
-            self.on_nonfinite(f"{what} is {(loss if what == 'training loss' else penalty).item()}")
-            return None  # skipped: Lightning runs no backward and no optimizer step for this batch
-        self.log("train_loss", loss, prog_bar=True)
+        # Under DDP, the loss averaged over the processes (one all-reduce; in place, hence the clone):
+        # every process logs the same number, the global batch's, and all agree on whether it is finite.
+        mean_loss = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean") if self._distributed() \
+            else loss
+        finite_loss = bool(torch.isfinite(mean_loss))
+        if not finite_loss or (penalty is not None and not torch.isfinite(penalty)):
+            what = "training loss" if not finite_loss else "weight penalty"
+            self.on_nonfinite(f"{what} is {(mean_loss if not finite_loss else penalty).item()}")
+            if not self._distributed():
+                return None  # skipped: Lightning runs no backward and no optimizer step for this batch
+            # Lightning cannot skip a step under DDP, and a process that skipped alone would leave the
+            # others waiting in the gradient all-reduce: every process runs its backward, and
+            # on_before_optimizer_step drops the update on all of them.
+            self._drop_update = True
+            return total
+        self.log("train_loss", mean_loss, prog_bar=True)
         if penalty is not None:
             self.log("train_penalty", penalty)
         return total
@@ -253,12 +275,23 @@ class SequenceModel(L.LightningModule):
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Gradient norms per parameter before clipping (Lightning clips after this hook), checked for NaN/inf."""
+        if self._drop_update:  # a non-finite step under DDP, already counted (or stopped) in training_step
+            self._drop_update = False
+            self.grad_norms = {}
+            for p in self.parameters():
+                p.grad = None
+            return
         self.grad_norms = {
             name: torch.linalg.vector_norm(p.grad) for name, p in self.named_parameters() if p.grad is not None
         }
         if not self.grad_norms:
             return
         if torch.isfinite(torch.stack(list(self.grad_norms.values()))).all():
+            return
+        if self._grad_scaler():
+            # fp16 mixed precision: gradients that overflow are how GradScaler finds its scale; it skips
+            # this update and lowers the scale itself. Not a divergence, and nothing for the statistics.
+            self.grad_norms = {}
             return
         bad = next(name for name, norm in self.grad_norms.items() if not torch.isfinite(norm))
         self.on_nonfinite(f"non-finite gradient in {bad}")
@@ -269,7 +302,8 @@ class SequenceModel(L.LightningModule):
     def _eval_step(self, batch: tuple[torch.Tensor, torch.Tensor], stage: str) -> None:
         x, y = batch
         out = self._step_output(x)
-        self.log(f"{stage}_loss", self.task_loss(out, y), prog_bar=stage == "val", batch_size=y.numel())
+        # sync_dist: under DDP the epoch's loss over every process's share, as the metrics are (a no-op on one device)
+        self.log(f"{stage}_loss", self.task_loss(out, y), prog_bar=stage == "val", batch_size=y.numel(), sync_dist=True)
         metrics = self.val_metrics if stage == "val" else self.test_metrics
         metrics.update(*self._flat(out, y))
         self.log_dict(metrics, prog_bar=stage == "val")

@@ -40,7 +40,9 @@ class ConvergenceMonitor(Callback):
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx) -> None:
         target = batch[1] if isinstance(batch, (tuple, list)) else batch
-        self.samples += int(target.shape[0])
+        # Under DDP every process reads a batch of the same size (Lightning's DistributedSampler
+        # deals them out evenly): the global batch is world_size of them.
+        self.samples += int(target.shape[0]) * trainer.world_size
 
     def elapsed(self) -> float:
         return self._elapsed_before + time.perf_counter() - self._start

@@ -255,6 +255,11 @@ class RNNBackbone(nn.Module):
         # x: (B, T, I) -> output (B, T, D*H), state (L*D, B, H) or, for lstm, a pair of them
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ZooError(f"backbone expects input of shape (B, T, {self.input_size}), got {tuple(x.shape)}")
+        if isinstance(self.rnn, nn.LSTM) and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
+            # CPU autocast (bf16-mixed) sends a float32 input to a oneDNN LSTM kernel that a CPU without
+            # bf16 instructions cannot build ("could not create a primitive descriptor"); an input
+            # already in the autocast dtype runs on every CPU.
+            x = x.to(torch.get_autocast_dtype("cpu"))
         return self.rnn(x, state)
 
     def last_features(self, state: Any) -> torch.Tensor:

@@ -5,8 +5,8 @@
     python scripts/throughput.py --quick             # tiny shapes, seconds: checks the script runs
 
 A step is forward + backward + gradient-norm clip (1.0) + Adam, on batches served by a
-DataLoader. Each figure is the median over ``--reps`` timed steps after ``--warmup``
-steps. Printed per shape and cell, each as a ratio to a baseline measured in this run:
+DataLoader. Each figure is the median over ``--rounds`` x ``--reps`` timed steps, each
+round after ``--warmup`` steps, the paths measured in turn. Printed per shape and cell, each as a ratio to a baseline measured in this run:
 
 - ``torch``: a plain PyTorch loop over the zoo's model (the baseline);
 - ``lightning``: the same model under Lightning's Trainer with the default diagnostics
@@ -257,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=2, help="torch and Lightning measured in turn, this many times")
     parser.add_argument("--data_batches", type=int, default=50)
     parser.add_argument("--no_denormals", action="store_true", help="skip the (slow) denormals-kept measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few steps: that the script works")
@@ -266,12 +267,12 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore")
     shapes = [QUICK[s] for s in QUICK] if args.quick else [SHAPES[s] for s in args.shapes]
     if args.quick:
-        args.warmup, args.reps, args.data_batches, args.no_denormals = 1, 2, 3, True
+        args.warmup, args.reps, args.rounds, args.data_batches, args.no_denormals = 1, 2, 1, 3, True
     torch_version = torch.__version__.split("+")[0]
     setup = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
              "flush_denormal": flush_denormal_active()}
     print(f"setup: {setup['device']}, torch {setup['torch']}, {setup['threads']} threads, denormals "
-          f"{'flushed' if setup['flush_denormal'] else 'kept'}; median of {args.reps} steps after {args.warmup}")
+          f"{'flushed' if setup['flush_denormal'] else 'kept'}; median of {args.rounds} x {args.reps} steps")
     peak = large_gemm_gflops()
     print(f"large GEMM (1024^3): {peak:.1f} GFLOP/s")
     rows: list[dict[str, Any]] = []
@@ -292,8 +293,11 @@ def main(argv: list[str] | None = None) -> int:
               f"{'of attainable':>14}")
         torch_ms = {}
         for cell in shape.cells:
-            t = 1e3 * statistics.median(time_torch(shape, cell, args.warmup, args.reps))
-            lit = 1e3 * statistics.median(time_lightning(shape, cell, args.warmup, args.reps))
+            torch_times, lightning_times = [], []
+            for _ in range(args.rounds):  # alternated, so a drift in the machine's speed hits both alike
+                torch_times += time_torch(shape, cell, args.warmup, args.reps)
+                lightning_times += time_lightning(shape, cell, args.warmup, args.reps)
+            t, lit = 1e3 * statistics.median(torch_times), 1e3 * statistics.median(lightning_times)
             torch_ms[cell] = t
             attainable = attainable_gflops(shape, cell)
             row(shape, cell, "torch", t, "torch", t, attainable_gflops=round(attainable, 2),

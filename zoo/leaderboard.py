@@ -42,6 +42,8 @@ def describe(record: dict[str, Any]) -> dict[str, Any]:
     layers = f"{backbone['num_layers']}x{backbone['hidden_size']}" + ("-bi" if backbone.get("bidirectional") else "")
     init = backbone["recurrent_init"] if backbone["input_init"] == backbone["recurrent_init"] else \
         f"{backbone['input_init']}/{backbone['recurrent_init']}"
+    if backbone.get("forget_bias") is not None:
+        init += f", forget bias {backbone['forget_bias']:g}"
     clip = trainer["gradient_clip_val"]
     return {
         "cell": f"{backbone['cell']} {layers}",

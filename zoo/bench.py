@@ -10,6 +10,7 @@ resumes where it stopped; a record is renamed into place only once complete.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import inspect
 import logging
@@ -311,6 +312,9 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
             write_record(path, record)
             if ckpt_dir is not None:
                 shutil.rmtree(ckpt_dir, ignore_errors=True)
+                for folder in (ckpt_dir.parent, ckpt_dir.parent.parent):  # <tier>, <benchmark>: if now empty
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
         finally:
             release(path)
         bar.write(one_line(record))

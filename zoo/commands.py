@@ -58,11 +58,12 @@ def bench_main(argv: list[str]) -> int:
         check_choice("accelerator", args.accelerator, ACCELERATORS)
     check_folder("--records", args.records)
     check_folder("--weights", args.weights)
+    checkpoints = None if args.checkpoints.lower() == "none" else check_folder("--checkpoints", args.checkpoints)
     quiet_lightning()
     own = [load_model_config(path) for path in args.model_config]
     done = run_benchmark(args.name, args.tier, models=args.models, seeds=args.seeds, records_dir=args.records,
                          weights_dir=args.weights, data_dir=args.data_dir,
-                         checkpoints_dir=None if args.checkpoints.lower() == "none" else args.checkpoints, accelerator=args.accelerator,
+                         checkpoints_dir=checkpoints, accelerator=args.accelerator,
                          wandb=args.wandb, progress=not args.no_progress,
                          own_models=own)
     counts = {status: sum(d["status"] == status for d in done)

@@ -49,6 +49,21 @@ def measure(cell: str, batch: int, seq_len: int, hidden: int, reps: int) -> dict
     return {"flush": zoo.runtime.FLUSH_DENORMAL, "threads": torch.get_num_threads(), "median_ms": 1000 * statistics.median(times)}
 
 
+def flushed_and_kept(args: list[str]) -> tuple[dict, dict]:
+    """``measure`` with this script's ``args``, once with denormals flushed and once kept, each in a fresh child."""
+    results = {}
+    for flush in ("1", "0"):
+        child = subprocess.run(
+            [sys.executable, __file__, "--child", *args],
+            env={**os.environ, "ZOO_FLUSH_DENORMAL": flush},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        results[flush] = json.loads(child.stdout.strip().splitlines()[-1])
+    return results["1"], results["0"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cell", default="lstm", choices=["rnn", "lstm", "gru"])
@@ -61,17 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         print(json.dumps(measure(args.cell, args.batch, args.seq_len, args.hidden, args.reps)))
         return 0
-    results = {}
-    for flush in ("1", "0"):
-        child = subprocess.run(
-            [sys.executable, __file__, "--child", *(argv if argv is not None else sys.argv[1:])],
-            env={**os.environ, "ZOO_FLUSH_DENORMAL": flush},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        results[flush] = json.loads(child.stdout.strip().splitlines()[-1])
-    on, off = results["1"], results["0"]
+    on, off = flushed_and_kept(argv if argv is not None else sys.argv[1:])
     print(f"{args.cell} B={args.batch} T={args.seq_len} H={args.hidden}, forward+backward+clip+Adam, "
           f"{on['threads']} threads, median of {args.reps}")
     print(f"denormals flushed: {on['median_ms']:9.1f} ms/step")

@@ -31,10 +31,7 @@ import zoo  # noqa: F401  (first: flushes denormals before torch starts its thre
 import argparse
 import csv
 import logging
-import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 import warnings
@@ -179,11 +176,11 @@ def time_lightning(shape: Shape, cell: str, warmup: int, reps: int) -> list[floa
 def time_data(shape: Shape, batches: int) -> float | None:
     """Seconds a batch of the task's own train loader takes to serve, or None without its data."""
     from tasks.adding import AddingProblem
-    from tasks.datafiles import shared_data_dir
+    from tasks.datafiles import data_dir_from, shared_data_dir
     from tasks.language import LanguageModelling
     from tasks.mnist import SequentialMNIST
 
-    data_dir = os.environ.get("ZOO_DATA_DIR") or shared_data_dir()
+    data_dir = data_dir_from(None) or shared_data_dir()  # ZOO_DATA_DIR, checked, else ../shared/data
     if shape.vocab:
         if data_dir is None:
             return None
@@ -226,30 +223,19 @@ def large_gemm_gflops(n: int = 1024, reps: int = 5) -> float:
 
 
 def denormal_ms(cell: str, shape: Shape, reps: int) -> dict[str, float]:
-    """Median ms per step with denormals flushed and kept, each in a fresh child process."""
-    out = {}
-    for flush in ("1", "0"):
-        child = subprocess.run(
-            [sys.executable, str(ROOT / "scripts" / "denormal_speed.py"), "--child", "--cell", cell, "--batch",
-             str(shape.batch), "--seq_len", str(shape.seq_len), "--hidden", str(shape.hidden), "--reps", str(reps)],
-            env={**os.environ, "ZOO_FLUSH_DENORMAL": flush, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-            check=True)
-        import json
+    """Median ms per step with denormals flushed and kept, each in a fresh child process (scripts/denormal_speed.py)."""
+    from denormal_speed import flushed_and_kept
 
-        out[flush] = json.loads(child.stdout.strip().splitlines()[-1])["median_ms"]
-    return {"flushed": out["1"], "kept": out["0"]}
+    flushed, kept = flushed_and_kept(["--cell", cell, "--batch", str(shape.batch), "--seq_len", str(shape.seq_len),
+                                      "--hidden", str(shape.hidden), "--reps", str(reps)])
+    return {"flushed": flushed["median_ms"], "kept": kept["median_ms"]}
 
 
 def device_name() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"cpu-{torch.get_num_threads()}t-" + "".join(c if c.isalnum() else "_" for c in cpu).strip("_")[:40]
+    from zoo.records import cpu_name
+
+    cpu = "".join(c if c.isalnum() else "_" for c in cpu_name()).strip("_")[:40]
+    return f"cpu-{torch.get_num_threads()}t-{cpu}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -118,7 +118,7 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
         clip_algorithm=t["gradient_clip_algorithm"] or "norm", stop_at_target=config["stop_at_target"],
         deterministic=t["deterministic"], trainer_kwargs=trainer_kwargs, diagnostics=True,
         diagnostics_every_n_steps=config["diagnostics_every_n_steps"], checkpoint_dir=checkpoint_dir,
-        **({"checkpoint_every_n_steps": checkpoint_every_n_steps} if checkpoint_every_n_steps else {}),
+        checkpoint_every_n_steps=checkpoint_every_n_steps,
     )
     task = data.task_spec.to_dict()
     lengths: dict[int, dict[str, float]] = {}

@@ -36,13 +36,16 @@ class DivergedError(ZooError):
     """Training produced a non-finite loss."""
 
 
-def detach_state(state: Any) -> Any:
-    """Cut the graph behind a recurrent state (a tensor, or LSTM's (h, c) pair): truncated BPTT."""
+def map_state(state: Any, fn) -> Any:
+    """``fn`` applied to a recurrent state: a tensor, or LSTM's (h, c) pair; None stays None."""
     if state is None:
         return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)
-    return state.detach()
+    return tuple(fn(s) for s in state) if isinstance(state, tuple) else fn(state)
+
+
+def detach_state(state: Any) -> Any:
+    """Cut the graph behind a recurrent state: truncated BPTT."""
+    return map_state(state, torch.Tensor.detach)
 
 
 class SequenceModel(L.LightningModule):
@@ -198,8 +201,7 @@ class SequenceModel(L.LightningModule):
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self._resumed_mid_epoch:  # the first step after a resume: the carried state was loaded on the CPU
             self._resumed_mid_epoch = False
-            self._state = tuple(s.to(self.device) for s in self._state) if isinstance(self._state, tuple) \
-                else self._state.to(self.device)
+            self._state = map_state(self._state, lambda s: s.to(self.device))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """The recurrent state carried into the next batch, and the skipped steps, so a resumed run continues them."""

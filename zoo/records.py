@@ -109,7 +109,8 @@ def git_commit() -> dict[str, Any]:
     return {"commit": commit, "dirty": dirty}
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (/proc/cpuinfo), or what platform knows of it."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -126,10 +127,10 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "packages": {p: _version(p) for p in PACKAGES},
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_threads": torch.get_num_threads(),
         "device": device,
-        "device_name": torch.cuda.get_device_name(torch.device(device)) if cuda else _cpu_name(),
+        "device_name": torch.cuda.get_device_name(torch.device(device)) if cuda else cpu_name(),
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "flush_denormal": flush_denormal_active(),

@@ -61,7 +61,7 @@ def fit_and_test(
     diagnostics: bool = False,
     diagnostics_every_n_steps: int = DEFAULT_EVERY_N_STEPS,
     checkpoint_dir: str | os.PathLike | None = None,
-    checkpoint_every_n_steps: int = resume.DEFAULT_EVERY_N_STEPS,
+    checkpoint_every_n_steps: int | None = None,
 ) -> RunResult:
     """Fit ``model`` for at most ``max_steps`` optimizer steps, then score it on the test set.
 
@@ -69,7 +69,8 @@ def fit_and_test(
     order, dropout, fresh batches) but cannot reach back to the initial weights.
 
     With ``checkpoint_dir`` the run writes ``last.ckpt`` there every
-    ``checkpoint_every_n_steps`` steps and, when one is already there (a run that was
+    ``checkpoint_every_n_steps`` steps (default ``zoo.resume.DEFAULT_EVERY_N_STEPS``)
+    and, when one is already there (a run that was
     killed), resumes from it: it ends with the weights and metrics the run would have
     had uninterrupted (``zoo/resume.py``). ``seconds`` then counts every attempt.
     """
@@ -95,7 +96,8 @@ def fit_and_test(
     kwargs["callbacks"] = [*monitors, *kwargs.get("callbacks", [])]
     ckpt_path = None
     if checkpoint_dir is not None:
-        kwargs["callbacks"] += resume.resume_callbacks(checkpoint_dir, checkpoint_every_n_steps)
+        kwargs["callbacks"] += resume.resume_callbacks(checkpoint_dir,
+                                                       checkpoint_every_n_steps or resume.DEFAULT_EVERY_N_STEPS)
         kwargs.update(enable_checkpointing=True, plugins=[*kwargs.get("plugins", []), resume.SafeCheckpointIO()])
         ckpt_path = resume.last_checkpoint(checkpoint_dir)
     trainer = L.Trainer(**kwargs)

@@ -6,7 +6,9 @@
 
 A step is forward + backward + gradient-norm clip (1.0) + Adam, on batches served by a
 DataLoader. Each figure is the median over ``--rounds`` x ``--reps`` timed steps, each
-round after ``--warmup`` steps, the paths measured in turn. Printed per shape and cell, each as a ratio to a baseline measured in this run:
+round after ``--warmup`` steps. The plain loop and Lightning run in pairs, step by step on
+the same batch (see ``Paired``), and Lightning's speed is the median of the pairs' ratios.
+Printed per shape and cell, each as a ratio to a baseline measured in this run:
 
 - ``torch``: a plain PyTorch loop over the zoo's model (the baseline);
 - ``lightning``: the same model under Lightning's Trainer with the default diagnostics
@@ -47,6 +49,7 @@ from torch.utils.data import DataLoader
 from zoo.diagnostics import default_diagnostics
 from zoo.files import replaced_atomically
 from zoo.models.rnn import RNNConfig
+from zoo.models.sequence_kernels import own_kernel_wins
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
 from zoo.runtime import flush_denormal_active
@@ -121,9 +124,10 @@ QUICK = {
 }
 
 
-def build(shape: Shape, cell: str) -> SequenceModel:
-    torch.manual_seed(0)
-    backbone = RNNConfig(hidden_size=shape.hidden, num_layers=shape.layers, **CELLS[cell])
+def build(shape: Shape, cell: str, implementation: str = "auto") -> SequenceModel:
+    torch.manual_seed(0)  # the same weights for every path
+    backbone = RNNConfig(hidden_size=shape.hidden, num_layers=shape.layers, implementation=implementation,
+                         **CELLS[cell])
     return SequenceModel(shape.task(), backbone, OptimConfig(name="adam", lr=1e-3))
 
 
@@ -131,46 +135,83 @@ def loader(batches: list) -> DataLoader:
     return DataLoader(batches, batch_size=None)
 
 
-def time_torch(shape: Shape, cell: str, warmup: int, reps: int) -> list[float]:
-    """A plain PyTorch loop over the zoo's model: the baseline."""
-    model = build(shape, cell).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    times, last = [], time.perf_counter()
-    for x, y in loader(shape.batches(warmup + reps)):
-        loss = model.task_loss(model._step_output(x), y)  # _step_output carries an LM's state between batches
-        optimizer.zero_grad(set_to_none=True)
+class TorchSteps:
+    """The baseline: a plain PyTorch loop over its own copy of the zoo's model (same seed, same batches)."""
+
+    def __init__(self, shape: Shape, cell: str, implementation: str = "auto") -> None:
+        self.model = build(shape, cell, implementation).train()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+        """Seconds of one step: forward, backward, clip, Adam."""
+        start = time.perf_counter()
+        loss = self.model.task_loss(self.model._step_output(x), y)  # _step_output carries an LM's state
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        now = time.perf_counter()
-        times.append(now - last)
-        last = now
-    return times[warmup:]
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        return time.perf_counter() - start
 
 
-class StepClock(Callback):
-    """Time between consecutive batch ends: the whole step, data fetch and every hook included."""
+class Paired(Callback):
+    """Interleaves the baseline with Lightning, step by step, so that both see the same machine.
 
-    def __init__(self) -> None:
-        self.times: list[float] = []
+    Lightning's step is the time from one batch end to the next (data fetch and every hook
+    included); at each batch end the plain loop takes its step on the same batch, timed apart
+    and left out of Lightning's. A drift in the machine's speed (this box drifts by +-10 %
+    over minutes) then hits a pair alike, where timing one path after the other would not.
+    """
+
+    def __init__(self, baseline: TorchSteps) -> None:
+        self.baseline = baseline
+        self.torch_times: list[float] = []
+        self.lightning_times: list[float] = []
         self._last: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
-        if self._last is not None:
-            self.times.append(now - self._last)
-        self._last = now
+        if self._last is not None:  # the first step has no start to measure from
+            self.lightning_times.append(now - self._last)
+            self.torch_times.append(self.baseline.step(*batch))
+        self._last = time.perf_counter()
 
 
-def time_lightning(shape: Shape, cell: str, warmup: int, reps: int) -> list[float]:
+def time_paired(shape: Shape, cell: str, warmup: int, reps: int) -> tuple[list[float], list[float]]:
+    """Seconds per step of the plain loop and of Lightning with the default diagnostics, in pairs."""
     model = build(shape, cell)
-    clock = StepClock()
+    paired = Paired(TorchSteps(shape, cell))
     trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator="cpu", gradient_clip_val=1.0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0,
-                        callbacks=[*default_diagnostics(model.task), clock])
+                        callbacks=[*default_diagnostics(model.task), paired])
     trainer.fit(model, train_dataloaders=loader(shape.batches(warmup + reps + 1)))
-    return clock.times[warmup:]
+    return paired.torch_times[warmup:], paired.lightning_times[warmup:]
+
+
+def time_kernels(shape: Shape, cell: str, warmup: int, reps: int) -> tuple[list[float], list[float]]:
+    """Seconds per plain-loop step with PyTorch's fused kernel and with the zoo's own, alternated step by step."""
+    fused, own = TorchSteps(shape, cell, "fused"), TorchSteps(shape, cell, "loop")
+    fused_times, own_times = [], []
+    for x, y in loader(shape.batches(warmup + reps)):
+        fused_times.append(fused.step(x, y))
+        own_times.append(own.step(x, y))
+    return fused_times[warmup:], own_times[warmup:]
+
+
+def kernel_agreement(shape: Shape, cell: str) -> float:
+    """Largest relative difference (max |ours - fused| / max |fused|) over the backbone's outputs and final
+    states and the loss's gradients of every parameter, on one batch from the same weights."""
+    x, y = shape.batches(1)[0]
+    results = []
+    for implementation in ("fused", "loop"):
+        model = build(shape, cell, implementation).train()
+        inputs = model.embed(x)  # (B, T, I): tokens embedded, values as they are
+        out, state = model.backbone(inputs)
+        states = state if isinstance(state, tuple) else (state,)
+        loss = model.task_loss(model(x), y)
+        grads = torch.autograd.grad(loss, list(model.parameters()))
+        results.append([out.detach(), *(t.detach() for t in states), *grads])
+    return max(((a - b).abs().max() / b.abs().max()).item() for a, b in zip(results[1], results[0]))
 
 
 def time_data(shape: Shape, batches: int) -> float | None:
@@ -231,6 +272,22 @@ def denormal_ms(cell: str, shape: Shape, reps: int) -> dict[str, float]:
     return {"flushed": flushed["median_ms"], "kept": kept["median_ms"]}
 
 
+def default_csv(name: str, quick: bool) -> Path:
+    """leaderboards/throughput/<name>-torch<version>[-quick].csv: the file name carries the setup, timm style."""
+    version = torch.__version__.split("+")[0]
+    return ROOT / "leaderboards" / "throughput" / (f"{name}-torch{version}" + ("-quick" if quick else "") + ".csv")
+
+
+def write_csv(out: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows (the union of their keys as columns) to ``out``, written whole or not at all."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    with replaced_atomically(out) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
 def device_name() -> str:
     from zoo.records import cpu_name
 
@@ -243,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="torch and Lightning measured in turn, this many times")
+    parser.add_argument("--rounds", type=int, default=2, help="fresh model and Trainer this many times, each --reps paired steps")
     parser.add_argument("--data_batches", type=int, default=50)
     parser.add_argument("--no_denormals", action="store_true", help="skip the (slow) denormals-kept measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few steps: that the script works")
@@ -254,7 +311,6 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [QUICK[s] for s in QUICK] if args.quick else [SHAPES[s] for s in args.shapes]
     if args.quick:
         args.warmup, args.reps, args.rounds, args.data_batches, args.no_denormals = 1, 2, 1, 3, True
-    torch_version = torch.__version__.split("+")[0]
     setup = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
              "flush_denormal": flush_denormal_active()}
     print(f"setup: {setup['device']}, torch {setup['torch']}, {setup['threads']} threads, denormals "
@@ -263,13 +319,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"large GEMM (1024^3): {peak:.1f} GFLOP/s")
     rows: list[dict[str, Any]] = []
 
-    def row(shape: Shape, cell: str, path: str, ms: float, baseline: str, base_ms: float, **extra: Any) -> None:
+    def row(shape: Shape, cell: str, path: str, ms: float, baseline: str, base_ms: float, speed: float | None = None,
+            **extra: Any) -> None:
+        """One CSV row; ``speed`` against the baseline defaults to the ratio of the two step times."""
         gflops = shape.flops(cell) / (ms / 1e3) / 1e9
         rows.append({**setup, "shape": shape.name, "batch": shape.batch, "seq_len": shape.seq_len,
                      "hidden": shape.hidden, "layers": shape.layers, "cell": cell, "path": path,
                      "ms_per_step": round(ms, 2), "samples_per_s": round(shape.batch / (ms / 1e3), 1),
                      "tokens_per_s": round(shape.batch * shape.seq_len / (ms / 1e3), 1),
-                     "baseline": baseline, "speed_vs_baseline": round(base_ms / ms, 3),
+                     "baseline": baseline, "speed_vs_baseline": round(base_ms / ms if speed is None else speed, 3),
                      "gflops": round(gflops, 2), "share_of_large_gemm": round(gflops / peak, 3), **extra})
 
     for shape in shapes:
@@ -280,17 +338,40 @@ def main(argv: list[str] | None = None) -> int:
         torch_ms = {}
         for cell in shape.cells:
             torch_times, lightning_times = [], []
-            for _ in range(args.rounds):  # alternated, so a drift in the machine's speed hits both alike
-                torch_times += time_torch(shape, cell, args.warmup, args.reps)
-                lightning_times += time_lightning(shape, cell, args.warmup, args.reps)
+            for _ in range(args.rounds):  # a fresh model and Trainer each round
+                more_torch, more_lightning = time_paired(shape, cell, args.warmup, args.reps)
+                torch_times += more_torch
+                lightning_times += more_lightning
             t, lit = 1e3 * statistics.median(torch_times), 1e3 * statistics.median(lightning_times)
+            # Lightning's speed against the plain loop: the median of the per-pair ratios
+            paired_speed = statistics.median(a / b for a, b in zip(torch_times, lightning_times))
             torch_ms[cell] = t
             attainable = attainable_gflops(shape, cell)
             row(shape, cell, "torch", t, "torch", t, attainable_gflops=round(attainable, 2),
                 share_of_attainable=round(shape.flops(cell) / (t / 1e3) / 1e9 / attainable, 3))
-            row(shape, cell, "lightning", lit, "torch", t)
-            print(f"  {cell:<15} {t:9.1f} {lit:13.1f} {t / lit:13.3f}x {shape.flops(cell) / (t / 1e3) / 1e9:8.2f} "
+            row(shape, cell, "lightning", lit, "torch", t, speed=paired_speed)
+            print(f"  {cell:<15} {t:9.1f} {lit:13.1f} {paired_speed:13.3f}x {shape.flops(cell) / (t / 1e3) / 1e9:8.2f} "
                   f"{shape.flops(cell) / (t / 1e3) / 1e9 / attainable:13.1%}")
+        for cell in (c for c in shape.cells if CELLS[c]["cell"] in ("lstm", "gru")):
+            fused_times, own_times = [], []
+            for _ in range(args.rounds):
+                more_fused, more_own = time_kernels(shape, cell, args.warmup, args.reps)
+                fused_times += more_fused
+                own_times += more_own
+            f_ms, o_ms = 1e3 * statistics.median(fused_times), 1e3 * statistics.median(own_times)
+            speed = statistics.median(a / b for a, b in zip(fused_times, own_times))
+            attainable = attainable_gflops(shape, cell)
+            agreement = kernel_agreement(shape, cell)
+            auto = own_kernel_wins(CELLS[cell]["cell"], batch=shape.batch, seq_len=shape.seq_len, training=True)
+            for path, ms, extra in (("fused", f_ms, {}), ("zoo_kernel", o_ms, {"max_rel_diff": f"{agreement:.2e}"})):
+                row(shape, cell, path, ms, "fused", f_ms, speed=speed if path == "zoo_kernel" else 1.0,
+                    attainable_gflops=round(attainable, 2),
+                    share_of_attainable=round(shape.flops(cell) / (ms / 1e3) / 1e9 / attainable, 3),
+                    auto_picks="zoo_kernel" if auto else "fused", **extra)
+            print(f"  {cell} kernels: fused {f_ms:.1f} ms ({shape.flops(cell) / (f_ms / 1e3) / 1e9 / attainable:.1%} of "
+                  f"attainable), zoo {o_ms:.1f} ms ({shape.flops(cell) / (o_ms / 1e3) / 1e9 / attainable:.1%}): "
+                  f"zoo {speed:.2f}x as fast (goal >= 1.2 at sMNIST shapes); max relative difference {agreement:.1e} "
+                  f"(goal <= 1e-4); 'auto' picks {'zoo' if auto else 'fused'}")
         if "rnn_tanh" in torch_ms:
             for cell in ("rnn_leaky_relu", "rnn_elu"):
                 if cell in torch_ms:
@@ -311,14 +392,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  denormals, {cell}: flushed {d['flushed']:.0f} ms, kept {d['kept']:.0f} ms: "
                       f"flushing is {d['kept'] / d['flushed']:.1f}x faster")
 
-    out = Path(args.out) if args.out else ROOT / "leaderboards" / "throughput" / (
-        f"{setup['device']}-torch{torch_version}" + ("-quick" if args.quick else "") + ".csv")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    with replaced_atomically(out) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns)
-        writer.writeheader()
-        writer.writerows(rows)
+    out = Path(args.out) if args.out else default_csv(setup["device"], args.quick)
+    write_csv(out, rows)
     print(f"\nwrote {out}")
     return 0
 

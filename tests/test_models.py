@@ -115,7 +115,6 @@ def test_dropout_between_layers_only_in_training():
         (dict(input_init="zeros"), "unknown input_init 'zeros'"),
         (dict(cell="gru", forget_bias=1.0), "forget_bias applies to the lstm cell only"),
         (dict(cell="rnn", nonlinearity="elu", implementation="fused"), "no kernel for nonlinearity 'elu'"),
-        (dict(cell="lstm", implementation="loop"), "implementation 'loop' exists for cell 'rnn' only"),
         (dict(implementation="cudnn"), "unknown implementation 'cudnn'; valid choices: auto, fused, loop"),
     ],
 )

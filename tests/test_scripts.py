@@ -105,3 +105,21 @@ def test_throughput_quick_writes_ratios_and_a_csv(tmp_path):
         assert r["torch"] and r["device"].startswith("cpu-")
     if shared_data_dir() is not None:
         assert any(r["path"] == "data" and float(r["data_share"]) > 0 for r in rows)
+    kernels = {r["path"]: r for r in rows if r["shape"] == "smnist" and r["cell"] == "lstm" and r["baseline"] == "fused"}
+    assert set(kernels) == {"fused", "zoo_kernel"}
+    assert float(kernels["zoo_kernel"]["max_rel_diff"]) < 1e-4  # the same numbers as the fused kernel
+    assert "max relative difference" in result.stdout
+
+
+def test_kernel_speed_quick_compares_both_kernels_in_both_modes(tmp_path):
+    import csv
+
+    out = tmp_path / "kernels.csv"
+    result = _run("scripts/kernel_speed.py", "--quick", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pick(s) clearly disagree with the measurement" in result.stdout
+    rows = list(csv.DictReader(out.open()))
+    assert {(r["cell"], r["mode"]) for r in rows} == {("lstm", "train"), ("lstm", "eval"), ("gru", "train"),
+                                                      ("gru", "eval")}
+    assert all(float(r["fused_ms"]) > 0 and float(r["zoo_ms"]) > 0 and r["auto_picks"] in ("zoo", "fused")
+               for r in rows)

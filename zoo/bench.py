@@ -23,6 +23,7 @@ from typing import Any
 
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.files import replaced_atomically, sha256_file
+from zoo.models.sequence_kernels import own_kernels
 from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, read_record, record_id, record_path,
                          test_metric, write_record)
 
@@ -357,7 +358,8 @@ def reproduce(path: str | os.PathLike, *, data_dir: str | None = None,
         config["trainer"]["max_steps"] = old["steps"]
         notes.append(f"the record stopped on a {old['config']['trainer']['max_minutes']}-minute budget; "
                      f"replaying its {old['steps']} steps")
-    with tempfile.TemporaryDirectory() as weights_dir:
+    # Records older than the zoo's own LSTM/GRU kernels ran PyTorch's fused ones: replay on the same path.
+    with tempfile.TemporaryDirectory() as weights_dir, own_kernels(old["environment"].get("own_kernels", False)):
         new = execute(config, old["seed"], data_dir=data_dir, weights_dir=weights_dir)
     new["config"] = old["config"]
     if out:

@@ -24,6 +24,7 @@ import torch
 
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
+from zoo.models.sequence_kernels import own_kernels_enabled
 from zoo.runtime import flush_denormal_active
 
 SCHEMA = "rnn-zoo/run-record"
@@ -134,6 +135,7 @@ def environment(device: str) -> dict[str, Any]:
         "cuda": torch.version.cuda,
         "cudnn": torch.backends.cudnn.version() if cuda else None,
         "flush_denormal": flush_denormal_active(),
+        "own_kernels": own_kernels_enabled(),  # whether 'auto' could pick the zoo's LSTM/GRU kernels
         "deterministic": {
             "algorithms": torch.are_deterministic_algorithms_enabled(),
             "cudnn_deterministic": torch.backends.cudnn.deterministic,

@@ -19,16 +19,19 @@ import torch
 ENV_FLUSH_DENORMAL = "ZOO_FLUSH_DENORMAL"
 
 
-def flush_denormal_default() -> bool:
-    """The setting asked for by the environment: on unless ``ZOO_FLUSH_DENORMAL`` is 0/false/no/off."""
-    value = os.environ.get(ENV_FLUSH_DENORMAL, "1").strip().lower()
+def env_flag(name: str) -> bool:
+    """A switch in the environment: on unless set to 0/false/no/off; anything else is an error naming it."""
+    value = os.environ.get(name, "1").strip().lower()
     if value in {"1", "true", "yes", "on", ""}:
         return True
     if value in {"0", "false", "no", "off"}:
         return False
-    raise ValueError(
-        f"{ENV_FLUSH_DENORMAL}={value!r} is not a boolean; valid values: 1, 0, true, false, yes, no, on, off"
-    )
+    raise ValueError(f"{name}={value!r} is not a boolean; valid values: 1, 0, true, false, yes, no, on, off")
+
+
+def flush_denormal_default() -> bool:
+    """The setting asked for by the environment: on unless ``ZOO_FLUSH_DENORMAL`` is 0/false/no/off."""
+    return env_flag(ENV_FLUSH_DENORMAL)
 
 
 def set_flush_denormal(enabled: bool) -> bool:

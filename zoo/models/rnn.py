@@ -1,10 +1,15 @@
 """The recurrent backbone: vanilla RNN (four activations), LSTM and GRU, any depth, bidirectional.
 
-PyTorch's fused kernels (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``; cuDNN on a GPU) are used
-wherever they exist. They exist for the vanilla cell with tanh and relu only, so
-leaky_relu and elu run ``LoopRNN``: the same parameters under the same names, the
-input projection for all steps done in one matmul, then a Python loop over time that
-only does h_t = act(xw_t + h_{t-1} W_hh^T).
+Three ways to run a layer, all with PyTorch's parameters under PyTorch's names:
+
+- PyTorch's fused kernels (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``; cuDNN on a GPU);
+- ``LoopRNN`` for the vanilla cell: the input projection for all steps in one matmul,
+  then a Python loop over time that only does h_t = act(xw_t + h_{t-1} W_hh^T). The
+  fused kernel exists for tanh and relu only, so leaky_relu and elu always run this;
+- the zoo's own LSTM and GRU kernels for the CPU (``zoo.models.sequence_kernels``),
+  a loop with a hand-written backward that beats the fused CPU kernels where
+  ``own_kernel_wins`` says. ``ZooLSTM`` and ``ZooGRU`` are ``nn.LSTM`` and ``nn.GRU``
+  that take that path call by call.
 
 Shapes: B batch, T time, I input size, H hidden size, L layers, D directions (1 or 2).
 """
@@ -21,6 +26,7 @@ from torch import nn
 
 from zoo.errors import ZooError, check_choice, check_float, check_int
 from zoo.init import INIT_SCHEMES, apply_init
+from zoo.models.sequence_kernels import own_kernel_wins, own_kernels_enabled, run_stack
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu", "leaky_relu", "elu")
@@ -43,8 +49,9 @@ class RNNConfig:
 
     ``nonlinearity`` is for the vanilla cell only (unset means tanh); giving one for
     lstm or gru is an error rather than silently ignored. ``implementation`` chooses
-    between PyTorch's fused kernel and our loop: ``auto`` takes the fused kernel where
-    one exists.
+    between PyTorch's fused kernel and the zoo's loop: ``auto`` takes, for the vanilla
+    cell, the fused kernel where one exists, and for lstm and gru, on the CPU, whichever
+    ``own_kernel_wins`` says is faster for the call (fused on every other device).
     """
 
     cell: str = "lstm"
@@ -88,13 +95,11 @@ class RNNConfig:
                 raise ZooError(f"forget_bias applies to the lstm cell only, but cell is {self.cell!r}")
             check_float("forget_bias", self.forget_bias)
         check_choice("implementation", self.implementation, IMPLEMENTATIONS)
-        if self.implementation == "fused" and self.activation not in FUSED_NONLINEARITIES:
+        if self.implementation == "fused" and self.cell == "rnn" and self.activation not in FUSED_NONLINEARITIES:
             raise ZooError(
                 f"implementation 'fused' has no kernel for nonlinearity {self.activation!r}; "
                 f"fused kernels exist for: {', '.join(FUSED_NONLINEARITIES)}; use 'auto' or 'loop'"
             )
-        if self.implementation == "loop" and self.cell != "rnn":
-            raise ZooError(f"implementation 'loop' exists for cell 'rnn' only, got cell {self.cell!r}; use 'auto'")
 
     @property
     def activation(self) -> str | None:
@@ -209,6 +214,44 @@ class LoopRNN(nn.Module):
         return layer_input, torch.stack(h_n, dim=0)  # (B, T, D*H), (L*D, B, H)
 
 
+def _wants_own_kernel(module: nn.LSTM | nn.GRU, x: torch.Tensor, cell: str) -> bool:
+    """Whether this call runs ``run_stack``: asked for ('loop'), or 'auto' where it is the faster on this input."""
+    if module.implementation == "fused" or isinstance(x, nn.utils.rnn.PackedSequence):
+        return False
+    if module.implementation == "loop":
+        return True
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and x.dtype == module.weight_hh_l0.dtype and own_kernels_enabled()
+            and not torch.is_autocast_enabled("cpu")
+            and own_kernel_wins(cell, batch=x.shape[0], seq_len=x.shape[1], training=torch.is_grad_enabled()))
+
+
+class _ChoosesKernel:
+    """Makes an ``nn.LSTM``/``nn.GRU`` (batch first) run the zoo's own kernels where ``implementation`` asks.
+
+    The module stays an ``nn.LSTM``/``nn.GRU``: the state dict, cuDNN and every type check are theirs.
+    """
+
+    cell: str
+
+    def __init__(self, *args: Any, implementation: str = "auto", **kwargs: Any) -> None:
+        super().__init__(*args, batch_first=True, **kwargs)
+        self.implementation = implementation
+
+    def forward(self, input: torch.Tensor, hx: Any = None):  # noqa: A002 (torch's name)
+        if _wants_own_kernel(self, input, self.cell):
+            return run_stack(self, input, hx)
+        return super().forward(input, hx)
+
+
+class ZooLSTM(_ChoosesKernel, nn.LSTM):
+    cell = "lstm"
+
+
+class ZooGRU(_ChoosesKernel, nn.GRU):
+    cell = "gru"
+
+
 class RNNBackbone(nn.Module):
     """A recurrent stack built from an ``RNNConfig``, initialized by its schemes.
 
@@ -233,9 +276,9 @@ class RNNBackbone(nn.Module):
         elif config.cell == "rnn":
             self.rnn = nn.RNN(nonlinearity=config.activation, batch_first=True, **kwargs)
         elif config.cell == "lstm":
-            self.rnn = nn.LSTM(batch_first=True, **kwargs)
+            self.rnn = ZooLSTM(implementation=config.implementation, **kwargs)
         else:
-            self.rnn = nn.GRU(batch_first=True, **kwargs)
+            self.rnn = ZooGRU(implementation=config.implementation, **kwargs)
         apply_init(
             self.rnn,
             config.cell,

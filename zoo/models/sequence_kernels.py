@@ -1,0 +1,345 @@
+"""LSTM and GRU over a whole sequence with a backward written by hand: the zoo's own CPU path.
+
+Why it exists: PyTorch's fused CPU kernels for ``nn.LSTM`` and ``nn.GRU`` reach about a
+third of the attainable matmul rate at sequential-MNIST shapes (scripts/throughput.py
+measures it), and autograd over a Python loop is slower still, because every step records
+a dozen graph nodes and the backward then walks them one at a time.
+
+What this path does instead: inside the loop over time it keeps only what the recurrence
+makes sequential, one (B, H) @ (H, G*H) matmul and a few elementwise ops a step, writing
+into buffers allocated once. Everything else moves out of the loop into whole-sequence
+operations that use every core: the input projection before it (the caller's
+``F.linear``), and in the backward the gate derivatives, computed for all steps at once
+from the saved activations, the recurrent weight gradient as one (G*H, T*B) @ (T*B, H)
+matmul, and the bias sums. The backward loop is then five or six ops a step.
+
+The functions agree with the fused kernels to about 1e-6 relative in outputs and
+gradients (tests/test_sequence_kernels.py holds them to 1e-4). They are differentiable
+once: no double backward.
+
+Shapes: T time, B batch, H hidden, G gates (4 for the LSTM, 3 for the GRU). Every buffer
+is time-major, (T, B, ...), so step t is one contiguous block.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from zoo.runtime import env_flag
+
+ENV_OWN_KERNELS = "ZOO_OWN_KERNELS"
+
+
+_enabled = [env_flag(ENV_OWN_KERNELS)]
+
+
+def own_kernels_enabled() -> bool:
+    """Whether ``implementation='auto'`` may pick these kernels (run records store it, so a replay picks alike)."""
+    return _enabled[0]
+
+
+@contextlib.contextmanager
+def own_kernels(enabled: bool) -> Iterator[None]:
+    """Allow (or forbid) 'auto' to pick these kernels inside the block; ``ZOO_OWN_KERNELS=0`` forbids it for a process."""
+    previous, _enabled[0] = _enabled[0], bool(enabled)
+    try:
+        yield
+    finally:
+        _enabled[0] = previous
+
+
+def own_kernel_wins(cell: str, *, batch: int, seq_len: int, training: bool) -> bool:
+    """Where these kernels beat PyTorch's fused CPU ones, as scripts/throughput.py and
+    scripts/kernel_speed.py measured them on a 2-core EPYC (torch 2.13; ratios are fused time / ours):
+
+    - GRU, training (forward + backward): faster at every shape tried, 1.3x (word LM,
+      2 x 200, batch 20) to 2.4x (batch 1); sMNIST 1.7x.
+    - GRU, forward only: faster from batch 64 up (1.2-1.5x), slower below (0.6-0.95x).
+    - LSTM, training: the fused forward (oneDNN) is hard to beat, and ours wins only on
+      long sequences with large batches, where its whole-sequence backward pays: sMNIST
+      (batch 128, T 784) 1.2-1.3x; at batch 32, or T <= 500, within noise of 1.0x or
+      slower, and the word LM 0.6-0.8x.
+    - LSTM, forward only: slower everywhere (0.1-0.8x).
+    """
+    if cell == "gru":
+        return training or batch >= 64
+    return training and batch >= 64 and seq_len >= 700
+
+_sigmoid_backward = torch.ops.aten.sigmoid_backward  # (grad, y) -> grad * y * (1 - y), one kernel
+_tanh_backward = torch.ops.aten.tanh_backward  # (grad, y) -> grad * (1 - y * y), one kernel
+
+
+class BufferPool:
+    """Whole-sequence buffers kept between training steps, so that each step writes into memory it has used before.
+
+    Why: a (T, B, 4H) buffer at sMNIST shapes is 200 MB, which the allocator maps fresh
+    from the OS on every call; the first write to each 4 KiB page then faults, which cost
+    more here than the arithmetic (about 3.5 us a page on this machine's VM: some 0.3 s a
+    training step). Only buffers that never leave the functions are pooled; what a
+    caller can hold (the outputs) is allocated fresh. A buffer goes back to the pool when
+    the autograd graph that saved it is freed (``_Lease``), never while a retained graph
+    could still run its backward.
+    """
+
+    def __init__(self, max_bytes: int = 4 << 30) -> None:
+        self.max_bytes = max_bytes
+        self._free: dict[tuple, list[torch.Tensor]] = {}
+        self._bytes = 0
+
+    def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        key = (tuple(shape), like.dtype, like.device)
+        free = self._free.get(key)
+        if free:
+            tensor = free.pop()
+            self._bytes -= tensor.nbytes
+            return tensor
+        return like.new_empty(shape)
+
+    def give_back(self, *tensors: torch.Tensor) -> None:
+        for tensor in tensors:
+            if self._bytes + tensor.nbytes > self.max_bytes:
+                continue  # over the cap: let it go
+            self._free.setdefault((tuple(tensor.shape), tensor.dtype, tensor.device), []).append(tensor)
+            self._bytes += tensor.nbytes
+
+    def clear(self) -> None:
+        self._free.clear()
+        self._bytes = 0
+
+
+POOL = BufferPool()
+
+
+class _Lease:
+    """Pooled buffers saved on an autograd context; they return to the pool when the graph is freed."""
+
+    def __init__(self, *tensors: torch.Tensor) -> None:
+        self.tensors = tensors
+
+    def __del__(self) -> None:
+        POOL.give_back(*self.tensors)
+
+
+class LSTMSequence(torch.autograd.Function):
+    """One direction of one LSTM layer over T steps, input projection included.
+
+    Gate order inside is (o, i, f, g), not PyTorch's (i, f, g, o): the three sigmoid
+    gates are then one contiguous block (one op a step), and so are the three whose
+    gradient scales with dc (i, f, g), which the backward fills in one broadcast multiply.
+    ``run_stack`` rolls the weights into this order.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor,
+                w_hh: torch.Tensor):
+        # x: (T, B, I); h0, c0: (B, H); w_ih: (4H, I), bias: (4H,) both biases summed, w_hh: (4H, H),
+        # all in gate order (o, i, f, g)
+        steps, batch, _ = x.shape
+        width = w_hh.shape[0]
+        hidden = width // 4
+        gates = POOL.take((steps, batch, width), x)  # pre-activations, then activated gates in place
+        cs = POOL.take((steps + 1, batch, hidden), x)  # c_{t-1} at [t], c_t at [t + 1]
+        tanh_cs = POOL.take((steps, batch, hidden), x)  # tanh(c_t)
+        hs = x.new_empty(steps + 1, batch, hidden)  # h_{t-1} at [t], h_t at [t + 1]; the output, so not pooled
+        # g = tanh(a) is computed as 2 sigmoid(2a) - 1, so that one sigmoid over the whole (B, 4H) block
+        # activates every gate: a serial tanh over (B, H) costs as much here as a parallel sigmoid over
+        # (B, 4H). The 2 is folded into g's rows of the weights and bias.
+        scale = x.new_ones(width, 1)
+        scale[3 * hidden :] = 2.0
+        torch.addmm(bias * scale[:, 0], x.reshape(-1, x.shape[2]), (w_ih * scale).t(),
+                    out=gates.view(-1, width))  # every step's x W_ih^T (+ bias), g's rows doubled
+        hs[0] = h0
+        cs[0] = c0
+        w_t = (w_hh * scale).t()
+        # per-step views made in one call each (unbind), not one indexing op per step and tensor
+        o, i, f, g = (gate.unbind(0) for gate in gates.split(hidden, dim=2))
+        for t, (gate, h, c, tanh_c) in enumerate(zip(gates.unbind(0), hs.unbind(0), cs[1:].unbind(0),
+                                                     tanh_cs.unbind(0))):
+            gate.addmm_(h, w_t)  # (B, 4H) pre-activations
+            gate.sigmoid_()
+            g[t].mul_(2.0).sub_(1.0)  # = tanh of g's pre-activation
+            torch.mul(f[t], cs[t], out=c)
+            c.addcmul_(i[t], g[t])  # c_t = f c_{t-1} + i g
+            torch.tanh(c, out=tanh_c)
+            torch.mul(o[t], tanh_c, out=hs[t + 1])  # h_t = o tanh(c_t)
+        ctx.set_materialize_grads(False)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(x, w_ih, w_hh)
+            ctx.buffers = (gates, hs, cs, tanh_cs)
+            ctx.lease = _Lease(gates, cs, tanh_cs)
+        else:
+            POOL.give_back(gates, cs, tanh_cs)
+        return hs[1:], hs[steps].clone(), cs[steps].clone()  # (T, B, H), (B, H), (B, H)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h_n, d_c_n):
+        x, w_ih, w_hh = ctx.saved_tensors
+        gates, hs, cs, tanh_cs = ctx.buffers
+        steps, batch, width = gates.shape
+        hidden = width // 4
+        o, i, f, g = gates.split(hidden, dim=2)
+        # For all steps at once: each pre-activation's gradient is dh_t or dc_t times one of these.
+        #   dc_t = dc_{t+1} f_{t+1} + dh_t * o (1 - tanh(c_t)^2)
+        #   d o~ = dh_t * tanh(c_t) o (1 - o)        d i~ = dc_t * g i (1 - i)
+        #   d f~ = dc_t * c_{t-1} f (1 - f)          d g~ = dc_t * i (1 - g^2)
+        dh_to_dc = POOL.take((steps, batch, hidden), gates)
+        torch.ops.aten.tanh_backward.grad_input(o, tanh_cs, grad_input=dh_to_dc)
+        factors = POOL.take((steps, batch, width), gates)  # order (o, i, f, g)
+        f_o, f_i, f_f, f_g = factors.split(hidden, dim=2)
+        torch.ops.aten.sigmoid_backward.grad_input(tanh_cs, o, grad_input=f_o)
+        torch.ops.aten.sigmoid_backward.grad_input(g, i, grad_input=f_i)
+        torch.ops.aten.sigmoid_backward.grad_input(cs[:-1], f, grad_input=f_f)
+        torch.ops.aten.tanh_backward.grad_input(i, g, grad_input=f_g)
+        by_dc = factors[:, :, hidden:].view(steps, batch, 3, hidden)
+        d_pre = POOL.take((steps, batch, width), gates)  # gradient of the pre-activations
+        d_pre_o = d_pre[:, :, :hidden]
+        d_pre_by_dc = d_pre[:, :, hidden:].view(steps, batch, 3, hidden)
+        dh = d_h_n.clone() if d_h_n is not None else gates.new_zeros(batch, hidden)
+        dc = d_c_n.clone() if d_c_n is not None else gates.new_zeros(batch, hidden)
+        per_step = zip(*(tensor.unbind(0)[::-1] for tensor in (dh_to_dc, f_o, d_pre_o, by_dc, d_pre_by_dc, f, d_pre)))
+        outs = d_out.unbind(0)[::-1] if d_out is not None else None
+        for t, (to_dc, factor_o, pre_o, factor_by_dc, pre_by_dc, forget, pre) in enumerate(per_step):
+            if outs is not None:
+                dh.add_(outs[t])
+            dc.addcmul_(dh, to_dc)
+            torch.mul(dh, factor_o, out=pre_o)
+            torch.mul(dc.unsqueeze(1), factor_by_dc, out=pre_by_dc)
+            dc.mul_(forget)  # the part of dc_{t-1} that flows through the cell
+            dh = torch.mm(pre, w_hh)  # (B, 4H) @ (4H, H): dh_{t-1} through the recurrence
+        flat = d_pre.view(-1, width)  # (T*B, 4H)
+        x_flat = x.reshape(-1, x.shape[2])  # (T*B, I)
+        d_x = (flat @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
+        d_w_ih = flat.t() @ x_flat  # (4H, T*B) @ (T*B, I)
+        d_bias = flat.sum(0)
+        d_w_hh = flat.t() @ hs[:-1].reshape(-1, hidden)  # (4H, T*B) @ (T*B, H)
+        POOL.give_back(dh_to_dc, factors, d_pre)
+        return d_x, dh, dc, d_w_ih, d_bias, d_w_hh
+
+
+class GRUSequence(torch.autograd.Function):
+    """One direction of one GRU layer over T steps, PyTorch's equations and gate order (r, z, n):
+
+    r = sigmoid(x W_ir + b_ir + h W_hr + b_hr), z likewise, n = tanh(x W_in + b_in + r (h W_hn + b_hn)),
+    h' = (1 - z) n + z h = n + z (h - n).
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, b_ih: torch.Tensor,
+                w_hh: torch.Tensor, b_hh: torch.Tensor):
+        # x: (T, B, I); h0: (B, H); w_ih: (3H, I); b_ih: (3H,); w_hh: (3H, H); b_hh: (3H,)
+        steps, batch, _ = x.shape
+        width = w_hh.shape[0]
+        hidden = width // 3
+        # x W_ih^T + b_ih, plus b_hh's r and z parts (its n part sits inside r (...)): pre-activations,
+        # then the activated r, z, n in place
+        gates = POOL.take((steps, batch, width), x)
+        bias = torch.cat([b_ih[: 2 * hidden] + b_hh[: 2 * hidden], b_ih[2 * hidden :]])
+        torch.addmm(bias, x.reshape(-1, x.shape[2]), w_ih.t(), out=gates.view(-1, width))
+        gh_n = POOL.take((steps, batch, hidden), x)  # h_{t-1} W_hn^T + b_hn
+        hs = x.new_empty(steps + 1, batch, hidden)  # the output, so not pooled
+        hs[0] = h0
+        rz, n = gates[:, :, : 2 * hidden], gates[:, :, 2 * hidden :]
+        r, z = gates[:, :, :hidden], gates[:, :, hidden : 2 * hidden]
+        w_rz_t, w_n_t, b_hn = w_hh[: 2 * hidden].t(), w_hh[2 * hidden :].t(), b_hh[2 * hidden :]
+        for t in range(steps):
+            rz[t].addmm_(hs[t], w_rz_t)  # (B, 2H)
+            rz[t].sigmoid_()
+            torch.addmm(b_hn, hs[t], w_n_t, out=gh_n[t])  # (B, H)
+            n[t].addcmul_(r[t], gh_n[t])
+            n[t].tanh_()
+            torch.lerp(n[t], hs[t], z[t], out=hs[t + 1])  # h_t = n + z (h_{t-1} - n)
+        ctx.set_materialize_grads(False)
+        if any(ctx.needs_input_grad):
+            ctx.save_for_backward(x, w_ih, w_hh)
+            ctx.buffers = (gates, gh_n, hs)
+            ctx.lease = _Lease(gates, gh_n)
+        else:
+            POOL.give_back(gates, gh_n)
+        return hs[1:], hs[steps].clone()  # (T, B, H), (B, H)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h_n):
+        x, w_ih, w_hh = ctx.saved_tensors
+        gates, gh_n, hs = ctx.buffers
+        steps, batch, width = gates.shape
+        hidden = width // 3
+        r, z, n = gates.split(hidden, dim=2)
+        # For all steps at once:  d z~ = dh * (h_{t-1} - n) z (1 - z),   d n~ = dh * (1 - z)(1 - n^2),
+        # d r~ = d n~ * gh_n r (1 - r),   d gh_n = d n~ * r,   dh_{t-1} = dh z + d(r, z)~ W_hrz + d gh_n W_hn
+        by_dh = POOL.take((steps, batch, 2, hidden), gates)  # (z, n)
+        torch.sub(hs[:-1], n, out=by_dh[:, :, 0])
+        torch.ops.aten.sigmoid_backward.grad_input(by_dh[:, :, 0], z, grad_input=by_dh[:, :, 0])
+        torch.sub(1, z, out=by_dh[:, :, 1])
+        torch.ops.aten.tanh_backward.grad_input(by_dh[:, :, 1], n, grad_input=by_dh[:, :, 1])
+        r_factor = POOL.take((steps, batch, hidden), gates)
+        torch.ops.aten.sigmoid_backward.grad_input(gh_n, r, grad_input=r_factor)
+        d_pre = POOL.take((steps, batch, width), gates)  # (r, z, n) pre-activations
+        d_r, d_zn = d_pre[:, :, :hidden], d_pre[:, :, hidden:].view(steps, batch, 2, hidden)
+        d_rz, d_n = d_pre[:, :, : 2 * hidden], d_pre[:, :, 2 * hidden :]
+        d_gh_n = POOL.take((steps, batch, hidden), gates)
+        w_rz, w_n = w_hh[: 2 * hidden], w_hh[2 * hidden :]
+        dh = d_h_n.clone() if d_h_n is not None else gates.new_zeros(batch, hidden)
+        for t in range(steps - 1, -1, -1):
+            if d_out is not None:
+                dh.add_(d_out[t])
+            torch.mul(dh.unsqueeze(1), by_dh[t], out=d_zn[t])
+            torch.mul(d_n[t], r_factor[t], out=d_r[t])
+            torch.mul(d_n[t], r[t], out=d_gh_n[t])
+            previous = torch.mul(dh, z[t])
+            previous.addmm_(d_rz[t], w_rz)  # (B, 2H) @ (2H, H)
+            dh = previous.addmm_(d_gh_n[t], w_n)  # (B, H) @ (H, H)
+        flat, flat_gh_n = d_pre.view(-1, width), d_gh_n.view(-1, hidden)  # (T*B, 3H), (T*B, H)
+        x_flat, h_flat = x.reshape(-1, x.shape[2]), hs[:-1].reshape(-1, hidden)
+        d_x = (flat @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
+        d_w_ih = flat.t() @ x_flat
+        d_b_ih = flat.sum(0)
+        d_w_hh = torch.cat([flat[:, : 2 * hidden].t() @ h_flat, flat_gh_n.t() @ h_flat])  # (3H, H)
+        d_b_hh = torch.cat([d_b_ih[: 2 * hidden], flat_gh_n.sum(0)])
+        POOL.give_back(by_dh, r_factor, d_pre, d_gh_n)
+        return d_x, dh, d_w_ih, d_b_ih, d_w_hh, d_b_hh
+
+
+def run_stack(rnn: torch.nn.LSTM | torch.nn.GRU, x: torch.Tensor, hx=None):
+    """``rnn(x, hx)`` for a batch-first ``nn.LSTM`` or ``nn.GRU``, by the functions above, same parameters.
+
+    Returns what the module returns: output (B, T, D*H) and h_n (L*D, B, H), or (h_n, c_n).
+    Dropout between layers is ``F.dropout``: the same distribution as the fused kernel's,
+    not the same mask.
+    """
+    lstm = isinstance(rnn, torch.nn.LSTM)
+    hidden, directions = rnn.hidden_size, 2 if rnn.bidirectional else 1
+    batch = x.shape[0]
+    if hx is None:
+        zeros = x.new_zeros(rnn.num_layers * directions, batch, hidden)
+        hx = (zeros, zeros) if lstm else zeros
+    h0, c0 = hx if lstm else (hx, None)  # (L*D, B, H)
+    layer_input = x.transpose(0, 1)  # (T, B, I): time-major, as the kernels want
+    h_n, c_n = [], []
+    for layer in range(rnn.num_layers):
+        outputs = []
+        for direction, suffix in enumerate(["", "_reverse"][:directions]):
+            w_ih = getattr(rnn, f"weight_ih_l{layer}{suffix}")
+            w_hh = getattr(rnn, f"weight_hh_l{layer}{suffix}")
+            b_ih = getattr(rnn, f"bias_ih_l{layer}{suffix}")
+            b_hh = getattr(rnn, f"bias_hh_l{layer}{suffix}")
+            index = layer * directions + direction
+            inputs = layer_input.flip(0) if direction else layer_input
+            if lstm:  # roll (i, f, g, o) to (o, i, f, g)
+                out, h, c = LSTMSequence.apply(inputs, h0[index], c0[index], w_ih.roll(hidden, 0),
+                                               (b_ih + b_hh).roll(hidden, 0), w_hh.roll(hidden, 0))
+                c_n.append(c)
+            else:
+                out, h = GRUSequence.apply(inputs, h0[index], w_ih, b_ih, w_hh, b_hh)
+            outputs.append(out.flip(0) if direction else out)  # (T, B, H), time order
+            h_n.append(h)
+        layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]  # (T, B, D*H)
+        if rnn.dropout > 0 and rnn.training and layer < rnn.num_layers - 1:
+            layer_input = torch.nn.functional.dropout(layer_input, rnn.dropout, training=True)
+    output = layer_input.transpose(0, 1)  # (B, T, D*H)
+    return (output, (torch.stack(h_n), torch.stack(c_n))) if lstm else (output, torch.stack(h_n))

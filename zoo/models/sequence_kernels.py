@@ -73,6 +73,18 @@ _sigmoid_backward = torch.ops.aten.sigmoid_backward  # (grad, y) -> grad * y * (
 _tanh_backward = torch.ops.aten.tanh_backward  # (grad, y) -> grad * (1 - y * y), one kernel
 
 
+def _weight_grad(d_pre: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """d_pre^T @ inputs, (G, T*B) @ (T*B, I): the weight gradient summed over every step and sample.
+
+    For a narrow input (sMNIST's 1 pixel, the adding problem's 2 numbers) the BLAS call
+    as written took 260 ms at T*B = 100k, I = 2 and the same product transposed 40 ms;
+    for wide inputs the plain form is the faster.
+    """
+    if inputs.shape[1] < 32:
+        return (inputs.t() @ d_pre).t()
+    return d_pre.t() @ inputs
+
+
 class BufferPool:
     """Whole-sequence buffers kept between training steps, so that each step writes into memory it has used before.
 
@@ -214,9 +226,9 @@ class LSTMSequence(torch.autograd.Function):
         flat = d_pre.view(-1, width)  # (T*B, 4H)
         x_flat = x.reshape(-1, x.shape[2])  # (T*B, I)
         d_x = (flat @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
-        d_w_ih = flat.t() @ x_flat  # (4H, T*B) @ (T*B, I)
+        d_w_ih = _weight_grad(flat, x_flat)  # (4H, I)
         d_bias = flat.sum(0)
-        d_w_hh = flat.t() @ hs[:-1].reshape(-1, hidden)  # (4H, T*B) @ (T*B, H)
+        d_w_hh = _weight_grad(flat, hs[:-1].reshape(-1, hidden))  # (4H, H)
         POOL.give_back(dh_to_dc, factors, d_pre)
         return d_x, dh, dc, d_w_ih, d_bias, d_w_hh
 
@@ -297,9 +309,9 @@ class GRUSequence(torch.autograd.Function):
         flat, flat_gh_n = d_pre.view(-1, width), d_gh_n.view(-1, hidden)  # (T*B, 3H), (T*B, H)
         x_flat, h_flat = x.reshape(-1, x.shape[2]), hs[:-1].reshape(-1, hidden)
         d_x = (flat @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
-        d_w_ih = flat.t() @ x_flat
+        d_w_ih = _weight_grad(flat, x_flat)  # (3H, I)
         d_b_ih = flat.sum(0)
-        d_w_hh = torch.cat([flat[:, : 2 * hidden].t() @ h_flat, flat_gh_n.t() @ h_flat])  # (3H, H)
+        d_w_hh = torch.cat([_weight_grad(flat[:, : 2 * hidden], h_flat), _weight_grad(flat_gh_n, h_flat)])  # (3H, H)
         d_b_hh = torch.cat([d_b_ih[: 2 * hidden], flat_gh_n.sum(0)])
         POOL.give_back(by_dh, r_factor, d_pre, d_gh_n)
         return d_x, dh, d_w_ih, d_b_ih, d_w_hh, d_b_hh

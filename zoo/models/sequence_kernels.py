@@ -53,24 +53,21 @@ def own_kernels(enabled: bool) -> Iterator[None]:
 
 
 def own_kernel_wins(cell: str, *, batch: int, seq_len: int, training: bool) -> bool:
-    """Where these kernels beat PyTorch's fused CPU ones, as scripts/throughput.py and
-    scripts/kernel_speed.py measured them on a 2-core EPYC (torch 2.13; ratios are fused time / ours):
+    """Where these kernels beat PyTorch's fused CPU ones: scripts/kernel_speed.py on a 2-core EPYC, torch 2.13
+    (leaderboards/throughput/kernels-cpu-2t-AMD_EPYC-torch2.13.0.csv; fused time / ours, one layer alone):
 
-    - GRU, training (forward + backward): faster at every shape tried, 1.3x (word LM,
-      2 x 200, batch 20) to 2.4x (batch 1); sMNIST 1.7x.
-    - GRU, forward only: faster from batch 64 up (1.2-1.5x), slower below (0.6-0.95x).
-    - LSTM, training: the fused forward (oneDNN) is hard to beat, and ours wins only on
-      long sequences with large batches, where its whole-sequence backward pays: sMNIST
-      (batch 128, T 784) 1.2-1.3x; at batch 32, or T <= 500, within noise of 1.0x or
-      slower, and the word LM 0.6-0.8x.
-    - LSTM, forward only: slower everywhere (0.1-0.8x).
+    - GRU, training (forward + backward): faster at every shape tried, 1.35x (word LM,
+      2 x 200, batch 20) to 2.2x (batch 128, T 1000); sMNIST 1.55x.
+    - GRU, forward only: about even or faster from batch 64 up (1.0-1.4x), slower below (0.67-0.9x).
+    - LSTM, training: the fused forward (oneDNN) is as fast as ours, so ours wins by its
+      whole-sequence backward, which pays with large batches and long sequences: batch
+      >= 64 and T >= 200 gave 1.1-1.3x; batch 32 1.0x; short sequences and small
+      batches 0.25-0.7x (the word LM 0.7x).
+    - LSTM, forward only: slower everywhere (0.16-0.78x).
     """
     if cell == "gru":
         return training or batch >= 64
-    return training and batch >= 64 and seq_len >= 700
-
-_sigmoid_backward = torch.ops.aten.sigmoid_backward  # (grad, y) -> grad * y * (1 - y), one kernel
-_tanh_backward = torch.ops.aten.tanh_backward  # (grad, y) -> grad * (1 - y * y), one kernel
+    return training and batch >= 64 and seq_len >= 200
 
 
 def _weight_grad(d_pre: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,12 @@ Printed per shape and cell, each as a ratio to a baseline measured in this run:
 - denormals kept against flushed (each in a child process that sets the flag before any
   torch op, since threads keep the setting they started with);
 - GFLOP/s of each path and its share of the attainable matmul rate at the same
-  per-time-step GEMM shapes (and of a large GEMM).
+  per-time-step GEMM shapes (and of a large GEMM);
+- the zoo's own LSTM/GRU kernels against PyTorch's fused ones in the plain loop (goal:
+  >= 1.2x at sMNIST shapes), with their largest relative difference in outputs and
+  gradients (goal: <= 1e-4) and what ``implementation='auto'`` picks;
+- the milliseconds Lightning adds to every step whatever the model, taken apart at a
+  tiny shape: with the diagnostics, without them, and without them and ``self.log``.
 
 The CSV goes to ``leaderboards/throughput/<device>-torch<version>.csv``.
 """
@@ -176,16 +181,37 @@ class Paired(Callback):
         self._last = time.perf_counter()
 
 
-def time_paired(shape: Shape, cell: str, warmup: int, reps: int) -> tuple[list[float], list[float]]:
-    """Seconds per step of the plain loop and of Lightning with the default diagnostics, in pairs."""
+def time_paired(shape: Shape, cell: str, warmup: int, reps: int, *, diagnostics: bool = True,
+                log: bool = True) -> tuple[list[float], list[float]]:
+    """Seconds per step of the plain loop and of Lightning with the default diagnostics, in pairs.
+
+    ``diagnostics=False`` leaves the monitors out and ``log=False`` makes ``self.log`` a
+    no-op: what ``fixed_overhead_ms`` takes apart.
+    """
     model = build(shape, cell)
+    if not log:
+        model.log = lambda *args, **kwargs: None
     paired = Paired(TorchSteps(shape, cell))
     trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator="cpu", gradient_clip_val=1.0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0,
-                        callbacks=[*default_diagnostics(model.task), paired])
+                        callbacks=[*(default_diagnostics(model.task) if diagnostics else []), paired])
     trainer.fit(model, train_dataloaders=loader(shape.batches(warmup + reps + 1)))
     return paired.torch_times[warmup:], paired.lightning_times[warmup:]
+
+
+TINY = Shape("tiny", 8, 10, 8, ("rnn_tanh",))  # a step of a few ms: what Lightning adds shows plainly
+
+
+def fixed_overhead_ms(reps: int) -> dict[str, float]:
+    """Milliseconds Lightning's step adds to the plain loop's, whatever the model: the median per-pair
+    difference at a tiny shape, with everything, without the diagnostics, and without them and ``self.log``."""
+    out = {}
+    for name, kwargs in (("with_diagnostics", {}), ("without_diagnostics", {"diagnostics": False}),
+                         ("without_diagnostics_or_log", {"diagnostics": False, "log": False})):
+        torch_times, lightning_times = time_paired(TINY, "rnn_tanh", 20, reps, **kwargs)
+        out[name] = 1e3 * statistics.median(b - a for a, b in zip(torch_times, lightning_times))
+    return out
 
 
 def time_kernels(shape: Shape, cell: str, warmup: int, reps: int) -> tuple[list[float], list[float]]:
@@ -318,6 +344,13 @@ def main(argv: list[str] | None = None) -> int:
     peak = large_gemm_gflops()
     print(f"large GEMM (1024^3): {peak:.1f} GFLOP/s")
     rows: list[dict[str, Any]] = []
+    overhead = fixed_overhead_ms(20 if args.quick else 300)
+    print("what Lightning adds to every step (median over pairs, tiny model): " + ", ".join(
+        f"{name.replace('_', ' ')} {ms:.2f} ms" for name, ms in overhead.items()))
+    for name, ms in overhead.items():
+        rows.append({**setup, "shape": TINY.name, "batch": TINY.batch, "seq_len": TINY.seq_len, "hidden": TINY.hidden,
+                     "layers": 1, "cell": "rnn_tanh", "path": f"lightning_{name}", "baseline": "torch",
+                     "added_ms": round(ms, 3)})
 
     def row(shape: Shape, cell: str, path: str, ms: float, baseline: str, base_ms: float, speed: float | None = None,
             **extra: Any) -> None:

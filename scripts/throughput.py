@@ -214,14 +214,28 @@ def fixed_overhead_ms(reps: int) -> dict[str, float]:
     return out
 
 
-def time_kernels(shape: Shape, cell: str, warmup: int, reps: int) -> tuple[list[float], list[float]]:
-    """Seconds per plain-loop step with PyTorch's fused kernel and with the zoo's own, alternated step by step."""
-    fused, own = TorchSteps(shape, cell, "fused"), TorchSteps(shape, cell, "loop")
-    fused_times, own_times = [], []
+def time_alternated(shape: Shape, first: tuple[str, str], second: tuple[str, str], warmup: int,
+                    reps: int) -> tuple[list[float], list[float]]:
+    """Seconds per plain-loop step of two (cell, implementation) setups, alternated step by step on the same
+    batches, so that a drift in the machine's speed hits both alike."""
+    a, b = TorchSteps(shape, *first), TorchSteps(shape, *second)
+    a_times, b_times = [], []
     for x, y in loader(shape.batches(warmup + reps)):
-        fused_times.append(fused.step(x, y))
-        own_times.append(own.step(x, y))
-    return fused_times[warmup:], own_times[warmup:]
+        a_times.append(a.step(x, y))
+        b_times.append(b.step(x, y))
+    return a_times[warmup:], b_times[warmup:]
+
+
+def paired_medians(shape: Shape, first: tuple[str, str], second: tuple[str, str],
+                   args: argparse.Namespace) -> tuple[float, float, float]:
+    """(first ms, second ms, median over pairs of first time / second time), over ``--rounds`` fresh models."""
+    a_times, b_times = [], []
+    for _ in range(args.rounds):
+        more_a, more_b = time_alternated(shape, first, second, args.warmup, args.reps)
+        a_times += more_a
+        b_times += more_b
+    return (1e3 * statistics.median(a_times), 1e3 * statistics.median(b_times),
+            statistics.median(x / y for x, y in zip(a_times, b_times)))
 
 
 def kernel_agreement(shape: Shape, cell: str) -> float:
@@ -386,13 +400,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {cell:<15} {t:9.1f} {lit:13.1f} {paired_speed:13.3f}x {shape.flops(cell) / (t / 1e3) / 1e9:8.2f} "
                   f"{shape.flops(cell) / (t / 1e3) / 1e9 / attainable:13.1%}")
         for cell in (c for c in shape.cells if CELLS[c]["cell"] in ("lstm", "gru")):
-            fused_times, own_times = [], []
-            for _ in range(args.rounds):
-                more_fused, more_own = time_kernels(shape, cell, args.warmup, args.reps)
-                fused_times += more_fused
-                own_times += more_own
-            f_ms, o_ms = 1e3 * statistics.median(fused_times), 1e3 * statistics.median(own_times)
-            speed = statistics.median(a / b for a, b in zip(fused_times, own_times))
+            f_ms, o_ms, speed = paired_medians(shape, (cell, "fused"), (cell, "loop"), args)
             attainable = attainable_gflops(shape, cell)
             agreement = kernel_agreement(shape, cell)
             auto = own_kernel_wins(CELLS[cell]["cell"], batch=shape.batch, seq_len=shape.seq_len, training=True)
@@ -407,9 +415,12 @@ def main(argv: list[str] | None = None) -> int:
                   f"(goal <= 1e-4); 'auto' picks {'zoo' if auto else 'fused'}")
         if "rnn_tanh" in torch_ms:
             for cell in ("rnn_leaky_relu", "rnn_elu"):
-                if cell in torch_ms:
-                    print(f"  {cell} (loop) step time / fused rnn_tanh: {torch_ms[cell] / torch_ms['rnn_tanh']:.2f}x "
-                          f"(goal <= 1.0)")
+                if cell in torch_ms:  # the two alternated step by step, as the kernels above
+                    loop_ms, fused_ms, time_ratio = paired_medians(shape, (cell, "auto"), ("rnn_tanh", "auto"), args)
+                    row(shape, cell, "loop_vs_fused_tanh", loop_ms, "rnn_tanh_fused", fused_ms,
+                        speed=1 / time_ratio)
+                    print(f"  {cell} (loop) step time / fused rnn_tanh: {time_ratio:.2f}x, median of pairs "
+                          f"({loop_ms:.1f} / {fused_ms:.1f} ms; goal <= 1.0)")
         data_s = time_data(shape, args.data_batches)
         if data_s is None:
             print("  data: no data folder (ZOO_DATA_DIR or ../shared/data): not measured")

@@ -166,13 +166,16 @@ def test_pooled_buffers_are_reused_and_never_while_a_graph_holds_them(cell):
     POOL.clear()
 
 
-def test_pool_keeps_to_its_cap():
+def test_pool_keeps_to_its_cap_by_letting_the_longest_unused_shapes_go():
     pool = sequence_kernels.BufferPool(max_bytes=1000)
     like = torch.empty(0)
-    pool.give_back(torch.empty(100), torch.empty(200))  # 400 + 800 bytes: the second is over the cap
-    assert pool._bytes == 400
-    assert pool.take((100,), like).shape == (100,) and pool._bytes == 0
-    assert pool.take((100,), like) is not None  # an empty pool allocates
+    small, large = torch.empty(100), torch.empty(200)  # 400 and 800 bytes
+    pool.give_back(small, large)  # both do not fit: the older one goes
+    assert pool._bytes == 800 and list(pool._free) == [((200,), torch.float32, torch.device("cpu"))]
+    assert pool.take((200,), like) is large and pool._bytes == 0
+    assert pool.take((100,), like) is not small  # an empty pool allocates
+    pool.give_back(torch.empty(300))  # 1200 bytes: more than the whole cap, never kept
+    assert pool._bytes == 0 and not pool._free
 
 
 def test_dropout_between_layers_trains_and_eval_is_deterministic():

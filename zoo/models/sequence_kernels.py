@@ -94,25 +94,33 @@ class BufferPool:
     could still run its backward.
     """
 
-    def __init__(self, max_bytes: int = 4 << 30) -> None:
+    def __init__(self, max_bytes: int = 2 << 30) -> None:
         self.max_bytes = max_bytes
-        self._free: dict[tuple, list[torch.Tensor]] = {}
+        self._free: dict[tuple, list[torch.Tensor]] = {}  # in order of last use, oldest first
         self._bytes = 0
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
         key = (tuple(shape), like.dtype, like.device)
-        free = self._free.get(key)
+        free = self._free.pop(key, None)
         if free:
             tensor = free.pop()
             self._bytes -= tensor.nbytes
+            if free:
+                self._free[key] = free  # back in, now the most recently used
             return tensor
         return like.new_empty(shape)
 
     def give_back(self, *tensors: torch.Tensor) -> None:
         for tensor in tensors:
-            if self._bytes + tensor.nbytes > self.max_bytes:
-                continue  # over the cap: let it go
-            self._free.setdefault((tuple(tensor.shape), tensor.dtype, tensor.device), []).append(tensor)
+            if tensor.nbytes > self.max_bytes:
+                continue
+            while self._bytes + tensor.nbytes > self.max_bytes:  # make room: the shapes used longest ago go
+                oldest = next(iter(self._free))
+                self._bytes -= self._free[oldest].pop().nbytes
+                if not self._free[oldest]:
+                    del self._free[oldest]
+            key = (tuple(tensor.shape), tensor.dtype, tensor.device)
+            self._free[key] = self._free.pop(key, []) + [tensor]
             self._bytes += tensor.nbytes
 
     def clear(self) -> None:

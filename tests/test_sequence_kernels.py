@@ -8,7 +8,9 @@ from torch import nn
 
 from zoo.models import sequence_kernels
 from zoo.models.rnn import RNNBackbone, RNNConfig, ZooGRU, ZooLSTM, _wants_own_kernel
-from zoo.models.sequence_kernels import POOL, GRUSequence, LSTMSequence, own_kernel_wins, own_kernels, run_stack
+from zoo.models.rnn import LoopRNN
+from zoo.models.sequence_kernels import (POOL, GRUSequence, LSTMSequence, RNNSequence, own_kernel_wins, own_kernels,
+                                         run_stack)
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -64,7 +66,38 @@ def test_float32_at_a_long_sequence_agrees_to_1e_4(cell):
     assert _max_relative_error(ours, theirs) < 1e-4
 
 
-def test_gradcheck_of_both_functions():
+@pytest.mark.parametrize("nonlinearity", ["tanh", "relu"])
+@pytest.mark.parametrize("layers,bidirectional", [(1, False), (2, True)])
+def test_vanilla_matches_pytorch_where_pytorch_has_a_kernel(nonlinearity, layers, bidirectional):
+    torch.manual_seed(5)
+    module = nn.RNN(3, 6, num_layers=layers, nonlinearity=nonlinearity, bidirectional=bidirectional,
+                    batch_first=True).double()
+    x = torch.randn(4, 9, 3, dtype=torch.double, requires_grad=True)
+    hx = torch.randn(layers * (2 if bidirectional else 1), 4, 6, dtype=torch.double, requires_grad=True)
+    theirs = _run(lambda m, a, h: m(a, h), module, x, hx, "both")
+    ours = _run(run_stack, module, x, hx, "both")
+    assert _max_relative_error(ours, theirs) < 1e-12
+
+
+@pytest.mark.parametrize("nonlinearity", ["leaky_relu", "elu"])
+def test_vanilla_without_a_pytorch_kernel_matches_autograd_through_the_cell(nonlinearity):
+    """Against the diagnostics' unrolled cell, which autograd differentiates step by step."""
+    from zoo.diagnostics.unroll import unrolled_forward
+
+    torch.manual_seed(6)
+    backbone = RNNBackbone(3, RNNConfig(cell="rnn", nonlinearity=nonlinearity, hidden_size=6, num_layers=2,
+                                        bidirectional=True)).double()
+    assert isinstance(backbone.rnn, LoopRNN)
+    x = torch.randn(4, 9, 3, dtype=torch.double)
+    results = []
+    for forward in (lambda: backbone(x), lambda: unrolled_forward(backbone, x)[:2]):
+        out, h_n = forward()
+        loss = (out * torch.linspace(-1, 1, out.shape[-1], dtype=out.dtype)).sum() + (h_n ** 2).sum()
+        results.append([out, h_n, *torch.autograd.grad(loss, list(backbone.parameters()))])
+    assert _max_relative_error(*results) < 1e-12
+
+
+def test_gradcheck_of_the_functions():
     torch.manual_seed(2)
     T, B, I, H = 5, 3, 2, 4
 
@@ -75,6 +108,9 @@ def test_gradcheck_of_both_functions():
                                                          t(4 * H, H)))
     assert torch.autograd.gradcheck(GRUSequence.apply, (t(T, B, I), t(B, H), t(3 * H, I), t(3 * H), t(3 * H, H),
                                                         t(3 * H)))
+    for nonlinearity in ("tanh", "relu", "leaky_relu", "elu"):
+        assert torch.autograd.gradcheck(lambda *a: RNNSequence.apply(*a, nonlinearity, 0.01, 1.0),
+                                        (t(T, B, I), t(B, H), t(H, I), t(H), t(H, H)))
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

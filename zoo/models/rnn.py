@@ -4,8 +4,9 @@ Three ways to run a layer, all with PyTorch's parameters under PyTorch's names:
 
 - PyTorch's fused kernels (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``; cuDNN on a GPU);
 - ``LoopRNN`` for the vanilla cell: the input projection for all steps in one matmul,
-  then a Python loop over time that only does h_t = act(xw_t + h_{t-1} W_hh^T). The
-  fused kernel exists for tanh and relu only, so leaky_relu and elu always run this;
+  then a Python loop over time that only does h_t = act(xw_t + h_{t-1} W_hh^T), with a
+  hand-written backward (``sequence_kernels.RNNSequence``). The fused kernel exists for
+  tanh and relu only, so leaky_relu and elu always run this;
 - the zoo's own LSTM and GRU kernels for the CPU (``zoo.models.sequence_kernels``),
   a loop with a hand-written backward that beats the fused CPU kernels where
   ``own_kernel_wins`` says. ``ZooLSTM`` and ``ZooGRU`` are ``nn.LSTM`` and ``nn.GRU``
@@ -26,14 +27,12 @@ from torch import nn
 
 from zoo.errors import ZooError, check_choice, check_float, check_int
 from zoo.init import INIT_SCHEMES, apply_init
-from zoo.models.sequence_kernels import own_kernel_wins, own_kernels_enabled, run_stack
+from zoo.models.sequence_kernels import ELU_ALPHA, LEAKY_RELU_SLOPE, own_kernel_wins, own_kernels_enabled, run_stack
 
 CELLS = ("rnn", "lstm", "gru")
 NONLINEARITIES = ("tanh", "relu", "leaky_relu", "elu")
 FUSED_NONLINEARITIES = ("tanh", "relu")
 IMPLEMENTATIONS = ("auto", "fused", "loop")
-LEAKY_RELU_SLOPE = 0.01  # PyTorch's default negative slope
-ELU_ALPHA = 1.0
 
 ACTIVATIONS = {
     "tanh": torch.tanh,
@@ -160,7 +159,6 @@ class LoopRNN(nn.Module):
         self.nonlinearity = check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
         self.bidirectional = bidirectional
         self.dropout = dropout
-        self._act = ACTIVATIONS[nonlinearity]
         directions = 2 if bidirectional else 1
         for layer in range(num_layers):
             layer_input = input_size if layer == 0 else hidden_size * directions
@@ -177,41 +175,10 @@ class LoopRNN(nn.Module):
         for param in self.parameters():
             nn.init.uniform_(param, -bound, bound)
 
-    def _direction(self, xw: torch.Tensor, h: torch.Tensor, w_hh: torch.Tensor, reverse: bool):
-        # xw: (B, T, H) input projection with both biases; h: (B, H)
-        steps = xw.unbind(1)  # T tensors of (B, H); unbind keeps the backward cheap, xw[:, t] does not
-        if reverse:
-            steps = steps[::-1]
-        w_hh_t = w_hh.t()
-        hs = []
-        for xw_t in steps:
-            h = self._act(torch.addmm(xw_t, h, w_hh_t))  # (B, H)
-            hs.append(h)
-        if reverse:
-            hs.reverse()
-        return torch.stack(hs, dim=1), h  # (B, T, H), (B, H)
-
     def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        # x: (B, T, I); h0: (L*D, B, H)
-        directions = 2 if self.bidirectional else 1
-        batch = x.shape[0]
-        if h0 is None:
-            h0 = x.new_zeros(self.num_layers * directions, batch, self.hidden_size)
-        layer_input, h_n = x, []
-        for layer in range(self.num_layers):
-            outputs = []
-            for direction, suffix in enumerate(["", "_reverse"][:directions]):
-                w_ih = getattr(self, f"weight_ih_l{layer}{suffix}")
-                w_hh = getattr(self, f"weight_hh_l{layer}{suffix}")
-                bias = getattr(self, f"bias_ih_l{layer}{suffix}") + getattr(self, f"bias_hh_l{layer}{suffix}")
-                xw = F.linear(layer_input, w_ih, bias)  # (B, T, H): every step's input projection in one matmul
-                out, h_last = self._direction(xw, h0[layer * directions + direction], w_hh, reverse=direction == 1)
-                outputs.append(out)
-                h_n.append(h_last)
-            layer_input = torch.cat(outputs, dim=-1) if directions == 2 else outputs[0]  # (B, T, D*H)
-            if self.dropout > 0 and self.training and layer < self.num_layers - 1:
-                layer_input = F.dropout(layer_input, self.dropout, training=True)
-        return layer_input, torch.stack(h_n, dim=0)  # (B, T, D*H), (L*D, B, H)
+        # x: (B, T, I); h0: (L*D, B, H) -> (B, T, D*H), (L*D, B, H). The loop over time, with its
+        # hand-written backward, is zoo.models.sequence_kernels.RNNSequence.
+        return run_stack(self, x, h0)
 
 
 def _wants_own_kernel(module: nn.LSTM | nn.GRU, x: torch.Tensor, cell: str) -> bool:

@@ -32,6 +32,8 @@ from torch.autograd.function import once_differentiable
 from zoo.runtime import env_flag
 
 ENV_OWN_KERNELS = "ZOO_OWN_KERNELS"
+LEAKY_RELU_SLOPE = 0.01  # PyTorch's default negative slope
+ELU_ALPHA = 1.0
 
 
 _enabled = [env_flag(ENV_OWN_KERNELS)]
@@ -322,14 +324,76 @@ class GRUSequence(torch.autograd.Function):
         return d_x, dh, d_w_ih, d_b_ih, d_w_hh, d_b_hh
 
 
-def run_stack(rnn: torch.nn.LSTM | torch.nn.GRU, x: torch.Tensor, hx=None):
-    """``rnn(x, hx)`` for a batch-first ``nn.LSTM`` or ``nn.GRU``, by the functions above, same parameters.
+class RNNSequence(torch.autograd.Function):
+    """One direction of one vanilla RNN layer over T steps, h_t = act(x_t W_ih^T + b + h_{t-1} W_hh^T).
+
+    Each activation's derivative is a function of its output (tanh: 1 - h^2; relu and
+    leaky_relu: 1 or the slope by the sign of h; elu: 1 or h + alpha), so the backward
+    computes all of them at once from the saved outputs, and its loop is one multiply
+    and one matmul a step.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, h0: torch.Tensor, w_ih: torch.Tensor, bias: torch.Tensor, w_hh: torch.Tensor,
+                nonlinearity: str, slope: float, alpha: float):
+        # x: (T, B, I); h0: (B, H); w_ih: (H, I); bias: (H,) both biases summed; w_hh: (H, H)
+        steps, batch, _ = x.shape
+        hidden = w_hh.shape[0]
+        hs = x.new_empty(steps + 1, batch, hidden)  # h_{t-1} at [t], h_t at [t + 1]: the output
+        hs[0] = h0
+        torch.addmm(bias, x.reshape(-1, x.shape[2]), w_ih.t(), out=hs[1:].view(-1, hidden))  # x W_ih^T + b
+        activate = {"tanh": torch.tanh_, "relu": torch.relu_,
+                    "leaky_relu": lambda h: torch.nn.functional.leaky_relu_(h, slope),
+                    "elu": lambda h: torch.nn.functional.elu_(h, alpha)}[nonlinearity]
+        w_t = w_hh.t()
+        for previous, h in zip(hs.unbind(0), hs[1:].unbind(0)):
+            activate(h.addmm_(previous, w_t))  # (B, H)
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x, w_ih, w_hh)
+        ctx.hs, ctx.act = hs, (nonlinearity, slope, alpha)
+        return hs[1:], hs[steps].clone()  # (T, B, H), (B, H)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, d_out, d_h_n):
+        x, w_ih, w_hh = ctx.saved_tensors
+        hs, (nonlinearity, slope, alpha) = ctx.hs, ctx.act
+        steps, batch, hidden = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+        out = hs[1:]
+        derivative = POOL.take((steps, batch, hidden), out)  # d h_t / d pre-activation, every step at once
+        one = torch.ones((), dtype=out.dtype)
+        if nonlinearity == "tanh":
+            torch.addcmul(one, out, out, value=-1, out=derivative)
+        elif nonlinearity == "relu":
+            torch.where(out > 0, one, torch.zeros((), dtype=out.dtype), out=derivative)
+        elif nonlinearity == "leaky_relu":
+            torch.where(out > 0, one, torch.full((), slope, dtype=out.dtype), out=derivative)
+        else:
+            torch.where(out > 0, one, out + alpha, out=derivative)
+        d_pre = POOL.take((steps, batch, hidden), out)
+        dh = d_h_n.clone() if d_h_n is not None else out.new_zeros(batch, hidden)
+        outs = d_out.unbind(0)[::-1] if d_out is not None else None
+        for t, (factor, pre) in enumerate(zip(derivative.unbind(0)[::-1], d_pre.unbind(0)[::-1])):
+            if outs is not None:
+                dh.add_(outs[t])
+            torch.mul(dh, factor, out=pre)
+            dh = torch.mm(pre, w_hh)  # (B, H) @ (H, H): dh_{t-1}
+        flat, x_flat = d_pre.view(-1, hidden), x.reshape(-1, x.shape[2])
+        d_x = (flat @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
+        grads = (d_x, dh, _weight_grad(flat, x_flat), flat.sum(0), _weight_grad(flat, hs[:-1].reshape(-1, hidden)))
+        POOL.give_back(derivative, d_pre)
+        return (*grads, None, None, None)
+
+
+def run_stack(rnn: torch.nn.Module, x: torch.Tensor, hx=None):
+    """``rnn(x, hx)`` for a batch-first ``nn.LSTM``, ``nn.GRU``, ``nn.RNN`` or ``LoopRNN``, by the functions
+    above, same parameters.
 
     Returns what the module returns: output (B, T, D*H) and h_n (L*D, B, H), or (h_n, c_n).
     Dropout between layers is ``F.dropout``: the same distribution as the fused kernel's,
     not the same mask.
     """
-    lstm = isinstance(rnn, torch.nn.LSTM)
+    lstm, gru = isinstance(rnn, torch.nn.LSTM), isinstance(rnn, torch.nn.GRU)
     hidden, directions = rnn.hidden_size, 2 if rnn.bidirectional else 1
     batch = x.shape[0]
     if hx is None:
@@ -351,8 +415,11 @@ def run_stack(rnn: torch.nn.LSTM | torch.nn.GRU, x: torch.Tensor, hx=None):
                 out, h, c = LSTMSequence.apply(inputs, h0[index], c0[index], w_ih.roll(hidden, 0),
                                                (b_ih + b_hh).roll(hidden, 0), w_hh.roll(hidden, 0))
                 c_n.append(c)
-            else:
+            elif gru:
                 out, h = GRUSequence.apply(inputs, h0[index], w_ih, b_ih, w_hh, b_hh)
+            else:
+                out, h = RNNSequence.apply(inputs, h0[index], w_ih, b_ih + b_hh, w_hh, rnn.nonlinearity,
+                                           LEAKY_RELU_SLOPE, ELU_ALPHA)
             outputs.append(out.flip(0) if direction else out)  # (T, B, H), time order
             h_n.append(h)
         layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]  # (T, B, D*H)

@@ -58,14 +58,14 @@ def own_kernel_wins(cell: str, *, batch: int, seq_len: int, training: bool) -> b
     """Where these kernels beat PyTorch's fused CPU ones: scripts/kernel_speed.py on a 2-core EPYC, torch 2.13
     (leaderboards/throughput/kernels-cpu-2t-AMD_EPYC-torch2.13.0.csv; fused time / ours, one layer alone):
 
-    - GRU, training (forward + backward): faster at every shape tried, 1.35x (word LM,
-      2 x 200, batch 20) to 2.2x (batch 128, T 1000); sMNIST 1.55x.
-    - GRU, forward only: about even or faster from batch 64 up (1.0-1.4x), slower below (0.67-0.9x).
+    - GRU, training (forward + backward): faster at every shape tried, 1.27x (word LM,
+      2 x 200, batch 20; and H 512) to 2.24x (batch 128, T 1000); sMNIST 1.69x.
+    - GRU, forward only: faster from batch 64 up (1.08-1.48x), about even or slower below (0.65-1.07x).
     - LSTM, training: the fused forward (oneDNN) is as fast as ours, so ours wins by its
       whole-sequence backward, which pays with large batches and long sequences: batch
-      >= 64 and T >= 200 gave 1.1-1.3x; batch 32 1.0x; short sequences and small
-      batches 0.25-0.7x (the word LM 0.7x).
-    - LSTM, forward only: slower everywhere (0.16-0.78x).
+      >= 64 and T >= 200 gave 1.01-1.28x (sMNIST 1.20x); batch 32 0.99x; short sequences
+      and small batches 0.24-0.99x (the word LM 0.68x).
+    - LSTM, forward only: slower everywhere (0.16-0.76x).
     """
     if cell == "gru":
         return training or batch >= 64

@@ -163,14 +163,41 @@ def test_auto_takes_the_own_kernels_where_they_win_and_not_elsewhere(monkeypatch
     assert _calls_to_run_stack(monkeypatch, module, small, grad=False) == 1
 
 
-def test_the_environment_switch_is_checked(monkeypatch):
-    from zoo.runtime import env_flag
+def test_the_environment_switch_is_read_at_first_use_and_checked(monkeypatch):
+    import os
+    import subprocess
+    import sys
 
+    from zoo.errors import ZooError
+
+    monkeypatch.setattr(sequence_kernels, "_enabled", [None])
     monkeypatch.setenv(sequence_kernels.ENV_OWN_KERNELS, "off")
-    assert env_flag(sequence_kernels.ENV_OWN_KERNELS) is False
+    assert sequence_kernels.own_kernels_enabled() is False
+    monkeypatch.setattr(sequence_kernels, "_enabled", [None])
     monkeypatch.setenv(sequence_kernels.ENV_OWN_KERNELS, "maybe")
-    with pytest.raises(ValueError, match="ZOO_OWN_KERNELS='maybe' is not a boolean; valid values: 1, 0, true"):
-        env_flag(sequence_kernels.ENV_OWN_KERNELS)
+    with pytest.raises(ZooError, match="ZOO_OWN_KERNELS='maybe' is not a boolean; valid values: 1, 0, true"):
+        sequence_kernels.own_kernels_enabled()
+    # not at import: `import zoo` works, and the error comes where a command can report it in one line
+    imported = subprocess.run([sys.executable, "-c", "import zoo"], capture_output=True, text=True,
+                              env={**os.environ, "ZOO_OWN_KERNELS": "maybe"}, timeout=120)
+    assert imported.returncode == 0, imported.stderr
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_a_state_of_the_wrong_size_is_pytorchs_error_not_a_silent_broadcast(cell):
+    module = RNNBackbone(2, RNNConfig(cell=cell, hidden_size=4, implementation="loop")).rnn
+    x = torch.rand(3, 5, 2)
+    wrong = torch.zeros(1, 1, 4)  # batch 1 for a batch of 3
+    with pytest.raises(RuntimeError, match=r"Expected hidden(\[0\])? size \(1, 3, 4\), got \[1, 1, 4\]"):
+        module(x, (wrong, wrong) if cell == "lstm" else wrong)
+    with pytest.raises(RuntimeError, match="input.size\\(-1\\) must be equal to input_size. Expected 2, got 3"):
+        module(torch.rand(3, 5, 3))
+
+
+def test_unbatched_input_stays_with_pytorchs_kernel():
+    module = RNNBackbone(2, RNNConfig(cell="gru", hidden_size=4)).rnn
+    assert not _wants_own_kernel(module, torch.rand(700, 2), "gru")
+    assert module(torch.rand(7, 2))[0].shape == (7, 4)
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])

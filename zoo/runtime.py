@@ -16,6 +16,8 @@ import os
 
 import torch
 
+from zoo.errors import ZooError
+
 ENV_FLUSH_DENORMAL = "ZOO_FLUSH_DENORMAL"
 
 
@@ -26,7 +28,7 @@ def env_flag(name: str) -> bool:
         return True
     if value in {"0", "false", "no", "off"}:
         return False
-    raise ValueError(f"{name}={value!r} is not a boolean; valid values: 1, 0, true, false, yes, no, on, off")
+    raise ZooError(f"{name}={value!r} is not a boolean; valid values: 1, 0, true, false, yes, no, on, off")
 
 
 def flush_denormal_default() -> bool:

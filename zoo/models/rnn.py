@@ -183,8 +183,8 @@ class LoopRNN(nn.Module):
 
 def _wants_own_kernel(module: nn.LSTM | nn.GRU, x: torch.Tensor, cell: str) -> bool:
     """Whether this call runs ``run_stack``: asked for ('loop'), or 'auto' where it is the faster on this input."""
-    if module.implementation == "fused" or isinstance(x, nn.utils.rnn.PackedSequence):
-        return False
+    if module.implementation == "fused" or isinstance(x, nn.utils.rnn.PackedSequence) or x.dim() != 3:
+        return False  # packed and unbatched inputs: PyTorch's kernels only
     if module.implementation == "loop":
         return True
     return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)

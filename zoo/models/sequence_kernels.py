@@ -1,4 +1,4 @@
-"""LSTM and GRU over a whole sequence with a backward written by hand: the zoo's own CPU path.
+"""LSTM, GRU and vanilla RNN layers over a whole sequence with a backward written by hand: the zoo's own CPU path.
 
 Why it exists: PyTorch's fused CPU kernels for ``nn.LSTM`` and ``nn.GRU`` reach about a
 third of the attainable matmul rate at sequential-MNIST shapes (scripts/throughput.py
@@ -8,16 +8,19 @@ a dozen graph nodes and the backward then walks them one at a time.
 What this path does instead: inside the loop over time it keeps only what the recurrence
 makes sequential, one (B, H) @ (H, G*H) matmul and a few elementwise ops a step, writing
 into buffers allocated once. Everything else moves out of the loop into whole-sequence
-operations that use every core: the input projection before it (the caller's
-``F.linear``), and in the backward the gate derivatives, computed for all steps at once
-from the saved activations, the recurrent weight gradient as one (G*H, T*B) @ (T*B, H)
-matmul, and the bias sums. The backward loop is then five or six ops a step.
+operations that use every core: the input projection before it (one matmul for all
+steps), and in the backward the gate derivatives, computed for all steps at once from
+the saved activations, the weight gradients as one (G*H, T*B) @ (T*B, ·) matmul each,
+and the bias sums. The backward loop is then two (vanilla) to six (GRU) ops a step.
+
+The vanilla RNN has PyTorch's fused kernel for tanh and relu only; ``LoopRNN`` (any
+activation) always runs ``RNNSequence``, and ``auto`` chooses for the LSTM and GRU.
 
 The functions agree with the fused kernels to about 1e-6 relative in outputs and
 gradients (tests/test_sequence_kernels.py holds them to 1e-4). They are differentiable
 once: no double backward.
 
-Shapes: T time, B batch, H hidden, G gates (4 for the LSTM, 3 for the GRU). Every buffer
+Shapes: T time, B batch, H hidden, G gates (4 for the LSTM, 3 for the GRU, 1 vanilla). Every buffer
 is time-major, (T, B, ...), so step t is one contiguous block.
 """
 
@@ -36,11 +39,15 @@ LEAKY_RELU_SLOPE = 0.01  # PyTorch's default negative slope
 ELU_ALPHA = 1.0
 
 
-_enabled = [env_flag(ENV_OWN_KERNELS)]
+# Read from ZOO_OWN_KERNELS at first use, not at import: a bad value is then a ZooError inside
+# the command that uses it, which the CLI reports in one line, rather than a traceback from `import zoo`.
+_enabled: list[bool | None] = [None]
 
 
 def own_kernels_enabled() -> bool:
     """Whether ``implementation='auto'`` may pick these kernels (run records store it, so a replay picks alike)."""
+    if _enabled[0] is None:
+        _enabled[0] = env_flag(ENV_OWN_KERNELS)
     return _enabled[0]
 
 
@@ -262,16 +269,18 @@ class GRUSequence(torch.autograd.Function):
         gh_n = POOL.take((steps, batch, hidden), x)  # h_{t-1} W_hn^T + b_hn
         hs = x.new_empty(steps + 1, batch, hidden)  # the output, so not pooled
         hs[0] = h0
-        rz, n = gates[:, :, : 2 * hidden], gates[:, :, 2 * hidden :]
-        r, z = gates[:, :, :hidden], gates[:, :, hidden : 2 * hidden]
         w_rz_t, w_n_t, b_hn = w_hh[: 2 * hidden].t(), w_hh[2 * hidden :].t(), b_hh[2 * hidden :]
-        for t in range(steps):
-            rz[t].addmm_(hs[t], w_rz_t)  # (B, 2H)
-            rz[t].sigmoid_()
-            torch.addmm(b_hn, hs[t], w_n_t, out=gh_n[t])  # (B, H)
-            n[t].addcmul_(r[t], gh_n[t])
-            n[t].tanh_()
-            torch.lerp(n[t], hs[t], z[t], out=hs[t + 1])  # h_t = n + z (h_{t-1} - n)
+        # per-step views made in one call each (unbind), as in the LSTM
+        per_step = zip(*(tensor.unbind(0) for tensor in (gates[:, :, : 2 * hidden], gates[:, :, :hidden],
+                                                          gates[:, :, hidden : 2 * hidden], gates[:, :, 2 * hidden :],
+                                                          gh_n, hs, hs[1:])))
+        for rz, r, z, n, gh, previous, h in per_step:
+            rz.addmm_(previous, w_rz_t)  # (B, 2H)
+            rz.sigmoid_()
+            torch.addmm(b_hn, previous, w_n_t, out=gh)  # (B, H)
+            n.addcmul_(r, gh)
+            n.tanh_()
+            torch.lerp(n, previous, z, out=h)  # h_t = n + z (h_{t-1} - n)
         ctx.set_materialize_grads(False)
         if any(ctx.needs_input_grad):
             ctx.save_for_backward(x, w_ih, w_hh)
@@ -304,15 +313,17 @@ class GRUSequence(torch.autograd.Function):
         d_gh_n = POOL.take((steps, batch, hidden), gates)
         w_rz, w_n = w_hh[: 2 * hidden], w_hh[2 * hidden :]
         dh = d_h_n.clone() if d_h_n is not None else gates.new_zeros(batch, hidden)
-        for t in range(steps - 1, -1, -1):
-            if d_out is not None:
-                dh.add_(d_out[t])
-            torch.mul(dh.unsqueeze(1), by_dh[t], out=d_zn[t])
-            torch.mul(d_n[t], r_factor[t], out=d_r[t])
-            torch.mul(d_n[t], r[t], out=d_gh_n[t])
-            previous = torch.mul(dh, z[t])
-            previous.addmm_(d_rz[t], w_rz)  # (B, 2H) @ (2H, H)
-            dh = previous.addmm_(d_gh_n[t], w_n)  # (B, H) @ (H, H)
+        per_step = zip(*(tensor.unbind(0)[::-1] for tensor in (by_dh, d_zn, d_n, r_factor, d_r, r, d_gh_n, z, d_rz)))
+        outs = d_out.unbind(0)[::-1] if d_out is not None else None
+        for t, (factor_zn, pre_zn, pre_n, factor_r, pre_r, reset, pre_gh_n, update, pre_rz) in enumerate(per_step):
+            if outs is not None:
+                dh.add_(outs[t])
+            torch.mul(dh.unsqueeze(1), factor_zn, out=pre_zn)
+            torch.mul(pre_n, factor_r, out=pre_r)
+            torch.mul(pre_n, reset, out=pre_gh_n)
+            previous = torch.mul(dh, update)
+            previous.addmm_(pre_rz, w_rz)  # (B, 2H) @ (2H, H)
+            dh = previous.addmm_(pre_gh_n, w_n)  # (B, H) @ (H, H)
         flat, flat_gh_n = d_pre.view(-1, width), d_gh_n.view(-1, hidden)  # (T*B, 3H), (T*B, H)
         x_flat, h_flat = x.reshape(-1, x.shape[2]), hs[:-1].reshape(-1, hidden)
         d_x = (flat @ w_ih).view_as(x) if ctx.needs_input_grad[0] else None
@@ -399,6 +410,8 @@ def run_stack(rnn: torch.nn.Module, x: torch.Tensor, hx=None):
     if hx is None:
         zeros = x.new_zeros(rnn.num_layers * directions, batch, hidden)
         hx = (zeros, zeros) if lstm else zeros
+    if isinstance(rnn, torch.nn.RNNBase):  # PyTorch's own checks of the input and state sizes, and its messages
+        rnn.check_forward_args(x, hx, None)
     h0, c0 = hx if lstm else (hx, None)  # (L*D, B, H)
     layer_input = x.transpose(0, 1)  # (T, B, I): time-major, as the kernels want
     h_n, c_n = [], []

@@ -3,6 +3,7 @@
     python scripts/throughput.py                     # every shape and path (~10 minutes on 2 cores)
     python scripts/throughput.py --shapes smnist --reps 3
     python scripts/throughput.py --quick             # tiny shapes, seconds: checks the script runs
+    python scripts/throughput.py --accelerator cuda  # on a GPU: cuDNN against the same plain loop
 
 A step is forward + backward + gradient-norm clip (1.0) + Adam, on batches served by a
 DataLoader. Each figure is the median over ``--rounds`` x ``--reps`` timed steps, each
@@ -26,7 +27,14 @@ Printed per shape and cell, each as a ratio to a baseline measured in this run:
   >= 1.2x at sMNIST shapes), with their largest relative difference in outputs and
   gradients (goal: <= 1e-4) and what ``implementation='auto'`` picks;
 - the milliseconds Lightning adds to every step whatever the model, taken apart at a
-  tiny shape: with the diagnostics, without them, and without them and ``self.log``.
+  tiny shape: with the diagnostics, without them, and without them and ``self.log``;
+- which recurrent kernel each path ran (``kernel``: ``cudnn``, ``onednn``, ``zoo`` or
+  ``aten``), read off its autograd graph, so a GPU CSV shows the cuDNN path in use rather
+  than assuming it.
+
+On a GPU (``--accelerator cuda``) every timed step ends in ``torch.cuda.synchronize()``,
+batches are moved to the GPU inside the timed step (as Lightning moves them), and the
+denormal rows are left out: denormals are a CPU cost.
 
 The CSV goes to ``leaderboards/throughput/<device>-torch<version>.csv``.
 """
@@ -54,13 +62,13 @@ from torch.utils.data import DataLoader
 from zoo.diagnostics import default_diagnostics
 from zoo.files import replaced_atomically
 from zoo.models.rnn import RNNConfig
-from zoo.models.sequence_kernels import own_kernel_wins
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
 from zoo.runtime import flush_denormal_active
 from zoo.task_spec import TaskSpec
 
 ROOT = Path(__file__).resolve().parents[1]
+DEVICE = torch.device("cpu")  # where every model and timed step runs; main sets it from --accelerator
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 CELLS = {  # name -> backbone settings
     "rnn_tanh": dict(cell="rnn", nonlinearity="tanh"),
@@ -129,6 +137,12 @@ QUICK = {
 }
 
 
+def sync() -> None:
+    """Waits for the GPU's queued work, so that the clock reads work done, not work queued."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize()
+
+
 def build(shape: Shape, cell: str, implementation: str = "auto") -> SequenceModel:
     torch.manual_seed(0)  # the same weights for every path
     backbone = RNNConfig(hidden_size=shape.hidden, num_layers=shape.layers, implementation=implementation,
@@ -144,17 +158,20 @@ class TorchSteps:
     """The baseline: a plain PyTorch loop over its own copy of the zoo's model (same seed, same batches)."""
 
     def __init__(self, shape: Shape, cell: str, implementation: str = "auto") -> None:
-        self.model = build(shape, cell, implementation).train()
+        self.model = build(shape, cell, implementation).to(DEVICE).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
-        """Seconds of one step: forward, backward, clip, Adam."""
+        """Seconds of one step: the batch to the device, forward, backward, clip, Adam."""
+        sync()
         start = time.perf_counter()
+        x, y = x.to(DEVICE), y.to(DEVICE)
         loss = self.model.task_loss(self.model._step_output(x), y)  # _step_output carries an LM's state
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
+        sync()
         return time.perf_counter() - start
 
 
@@ -174,6 +191,7 @@ class Paired(Callback):
         self._last: float | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        sync()
         now = time.perf_counter()
         if self._last is not None:  # the first step has no start to measure from
             self.lightning_times.append(now - self._last)
@@ -192,7 +210,7 @@ def time_paired(shape: Shape, cell: str, warmup: int, reps: int, *, diagnostics:
     if not log:
         model.log = lambda *args, **kwargs: None
     paired = Paired(TorchSteps(shape, cell))
-    trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator="cpu", gradient_clip_val=1.0, logger=False,
+    trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator=DEVICE.type, devices=1, gradient_clip_val=1.0, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0,
                         callbacks=[*(default_diagnostics(model.task) if diagnostics else []), paired])
@@ -241,10 +259,10 @@ def paired_medians(shape: Shape, first: tuple[str, str], second: tuple[str, str]
 def kernel_agreement(shape: Shape, cell: str) -> float:
     """Largest relative difference (max |ours - fused| / max |fused|) over the backbone's outputs and final
     states and the loss's gradients of every parameter, on one batch from the same weights."""
-    x, y = shape.batches(1)[0]
+    x, y = (t.to(DEVICE) for t in shape.batches(1)[0])
     results = []
     for implementation in ("fused", "loop"):
-        model = build(shape, cell, implementation).train()
+        model = build(shape, cell, implementation).to(DEVICE).train()
         inputs = model.embed(x)  # (B, T, I): tokens embedded, values as they are
         out, state = model.backbone(inputs)
         states = state if isinstance(state, tuple) else (state,)
@@ -283,24 +301,54 @@ def time_data(shape: Shape, batches: int) -> float | None:
 
 
 def attainable_gflops(shape: Shape, cell: str, reps: int = 200) -> float:
-    """GFLOP/s of torch.mm at the per-time-step recurrent GEMM shape, (B, H) @ (H, gates * H)."""
+    """GFLOP/s of torch.mm at the per-time-step recurrent GEMM shape, (B, H) @ (H, gates * H).
+
+    The CPU's attainable rate for a recurrence. On a GPU the same loop of small GEMMs
+    measures launch latency instead (cuDNN's persistent kernels beat it many times over),
+    so there ``main`` takes the large GEMM's rate as the attainable one.
+    """
     gates = GATES[CELLS[cell]["cell"]] * shape.hidden
-    a, b = torch.rand(shape.batch, shape.hidden), torch.rand(shape.hidden, gates)
+    a, b = torch.rand(shape.batch, shape.hidden, device=DEVICE), torch.rand(shape.hidden, gates, device=DEVICE)
     for _ in range(10):
         a @ b
+    sync()
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync()
     return 2 * shape.batch * shape.hidden * gates * reps / (time.perf_counter() - start) / 1e9
 
 
-def large_gemm_gflops(n: int = 1024, reps: int = 5) -> float:
-    a, b = torch.rand(n, n), torch.rand(n, n)
+def large_gemm_gflops(reps: int = 5) -> float:
+    """GFLOP/s of one large float32 GEMM (1024^3 on the CPU, 8192^3 on a GPU): the rate a matmul can reach."""
+    n = 8192 if DEVICE.type == "cuda" else 1024
+    a, b = torch.rand(n, n, device=DEVICE), torch.rand(n, n, device=DEVICE)
     a @ b
+    sync()
     start = time.perf_counter()
     for _ in range(reps):
         a @ b
+    sync()
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
+
+
+def kernel_used(shape: Shape, cell: str, implementation: str = "auto") -> str:
+    """The recurrent kernel one training step of this path runs, read off its autograd graph:
+    'cudnn' (cuDNN's RNN), 'onednn' (oneDNN's, PyTorch's fused LSTM/GRU on a CPU), 'zoo'
+    (zoo.models.sequence_kernels) or 'aten' (PyTorch's step-by-step loop, as nn.RNN's on a CPU)."""
+    model = build(shape, cell, implementation).to(DEVICE).train()
+    x, y = (t.to(DEVICE) for t in shape.batches(1)[0])
+    seen, todo, names = set(), [model.task_loss(model(x), y).grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            names.add(node.name())
+            todo += [parent for parent, _ in node.next_functions]
+    for kernel, mark in (("cudnn", "CudnnRnn"), ("onednn", "MkldnnRnn"), ("zoo", "SequenceBackward")):
+        if any(mark in name for name in names):
+            return kernel
+    return "aten"
 
 
 def denormal_ms(cell: str, shape: Shape, reps: int) -> dict[str, float]:
@@ -329,6 +377,10 @@ def write_csv(out: Path, rows: list[dict[str, Any]]) -> None:
 
 
 def device_name() -> str:
+    """cpu-<threads>t-<processor> or cuda-<GPU name>: the setup part of the CSV's name."""
+    if DEVICE.type == "cuda":
+        gpu = "".join(c if c.isalnum() else "_" for c in torch.cuda.get_device_name(DEVICE)).strip("_")
+        return f"cuda-{gpu}"
     from zoo.records import cpu_name
 
     cpu = "".join(c if c.isalnum() else "_" for c in cpu_name()).strip("_")[:40]
@@ -344,8 +396,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data_batches", type=int, default=50)
     parser.add_argument("--no_denormals", action="store_true", help="skip the (slow) denormals-kept measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few steps: that the script works")
+    parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu",
+                        help="where the models run (cuda: the first GPU, cuDNN's kernels under 'auto')")
     parser.add_argument("--out", help="CSV path (default leaderboards/throughput/<device>-torch<version>.csv)")
     args = parser.parse_args(argv)
+    global DEVICE
+    if args.accelerator == "cuda" and not torch.cuda.is_available():
+        parser.error("--accelerator cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
+    DEVICE = torch.device(args.accelerator)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     shapes = [QUICK[s] for s in QUICK] if args.quick else [SHAPES[s] for s in args.shapes]
@@ -353,10 +411,12 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup, args.reps, args.rounds, args.data_batches, args.no_denormals = 1, 2, 1, 3, True
     setup = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
              "flush_denormal": flush_denormal_active()}
+    if DEVICE.type == "cuda":  # cuDNN's RNN may use TF32 tensor cores where allowed: it bears on agreement
+        setup.update(cudnn=torch.backends.cudnn.version(), cudnn_tf32=torch.backends.cudnn.allow_tf32)
     print(f"setup: {setup['device']}, torch {setup['torch']}, {setup['threads']} threads, denormals "
           f"{'flushed' if setup['flush_denormal'] else 'kept'}; median of {args.rounds} x {args.reps} steps")
     peak = large_gemm_gflops()
-    print(f"large GEMM (1024^3): {peak:.1f} GFLOP/s")
+    print(f"large GEMM: {peak:.1f} GFLOP/s")
     rows: list[dict[str, Any]] = []
     overhead = fixed_overhead_ms(20 if args.quick else 300)
     print("what Lightning adds to every step (median over pairs, tiny model): " + ", ".join(
@@ -393,18 +453,21 @@ def main(argv: list[str] | None = None) -> int:
             # Lightning's speed against the plain loop: the median of the per-pair ratios
             paired_speed = statistics.median(a / b for a, b in zip(torch_times, lightning_times))
             torch_ms[cell] = t
-            attainable = attainable_gflops(shape, cell)
+            attainable = attainable_gflops(shape, cell) if DEVICE.type == "cpu" else peak
+            kernel = kernel_used(shape, cell)
             row(shape, cell, "torch", t, "torch", t, attainable_gflops=round(attainable, 2),
-                share_of_attainable=round(shape.flops(cell) / (t / 1e3) / 1e9 / attainable, 3))
-            row(shape, cell, "lightning", lit, "torch", t, speed=paired_speed)
+                share_of_attainable=round(shape.flops(cell) / (t / 1e3) / 1e9 / attainable, 3), kernel=kernel)
+            row(shape, cell, "lightning", lit, "torch", t, speed=paired_speed, kernel=kernel)
             print(f"  {cell:<15} {t:9.1f} {lit:13.1f} {paired_speed:13.3f}x {shape.flops(cell) / (t / 1e3) / 1e9:8.2f} "
                   f"{shape.flops(cell) / (t / 1e3) / 1e9 / attainable:13.1%}")
         for cell in (c for c in shape.cells if CELLS[c]["cell"] in ("lstm", "gru")):
             f_ms, o_ms, speed = paired_medians(shape, (cell, "fused"), (cell, "loop"), args)
-            attainable = attainable_gflops(shape, cell)
             agreement = kernel_agreement(shape, cell)
-            auto = own_kernel_wins(CELLS[cell]["cell"], batch=shape.batch, seq_len=shape.seq_len, training=True)
-            for path, ms, extra in (("fused", f_ms, {}), ("zoo_kernel", o_ms, {"max_rel_diff": f"{agreement:.2e}"})):
+            attainable = attainable_gflops(shape, cell) if DEVICE.type == "cpu" else peak
+            auto = kernel_used(shape, cell) == "zoo"  # what 'auto' ran, read off its graph
+            for path, ms, extra in (("fused", f_ms, {"kernel": kernel_used(shape, cell, "fused")}),
+                                    ("zoo_kernel", o_ms, {"max_rel_diff": f"{agreement:.2e}",
+                                                          "kernel": kernel_used(shape, cell, "loop")})):
                 row(shape, cell, path, ms, "fused", f_ms, speed=speed if path == "zoo_kernel" else 1.0,
                     attainable_gflops=round(attainable, 2),
                     share_of_attainable=round(shape.flops(cell) / (ms / 1e3) / 1e9 / attainable, 3),
@@ -429,7 +492,7 @@ def main(argv: list[str] | None = None) -> int:
             share = data_s * 1e3 / torch_ms[cell]
             row(shape, cell, "data", data_s * 1e3, "torch", torch_ms[cell], data_share=round(share, 4))
             print(f"  data: {data_s * 1e3:.2f} ms a batch = {share:.2%} of the {cell} step (goal <= 2 %)")
-        if not args.no_denormals and shape.name == "smnist":
+        if not args.no_denormals and shape.name == "smnist" and DEVICE.type == "cpu":
             for cell in ("lstm", "gru"):
                 d = denormal_ms(cell, shape, max(2, args.reps // 2))
                 row(shape, cell, "denormals_kept", d["kept"], "denormals_flushed", d["flushed"])

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from tasks.datafiles import shared_data_dir
 
@@ -109,10 +110,22 @@ def test_throughput_quick_writes_ratios_and_a_csv(tmp_path):
     kernels = {r["path"]: r for r in rows if r["shape"] == "smnist" and r["cell"] == "lstm" and r["baseline"] == "fused"}
     assert set(kernels) == {"fused", "zoo_kernel"}
     assert float(kernels["zoo_kernel"]["max_rel_diff"]) < 1e-4  # the same numbers as the fused kernel
+    # which kernel ran, read off the autograd graph: oneDNN's fused LSTM, the zoo's, PyTorch's tanh loop
+    assert (kernels["fused"]["kernel"], kernels["zoo_kernel"]["kernel"]) == ("onednn", "zoo")
+    ran = {r["cell"]: r["kernel"] for r in rows if r["shape"] == "smnist" and r["path"] == "torch"}
+    assert ran == {"rnn_tanh": "aten", "rnn_elu": "zoo", "lstm": "onednn"}
     assert "max relative difference" in result.stdout
     added = {r["path"]: float(r["added_ms"]) for r in rows if r["shape"] == "tiny"}
     assert set(added) == {"lightning_with_diagnostics", "lightning_without_diagnostics",
                           "lightning_without_diagnostics_or_log"}
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")
+def test_throughput_on_cuda_without_a_gpu_is_one_clear_error():
+    result = _run("scripts/throughput.py", "--accelerator", "cuda", "--quick")
+    assert result.returncode == 2
+    assert "--accelerator cuda: torch sees no CUDA device here" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_kernel_speed_quick_compares_both_kernels_in_both_modes(tmp_path):

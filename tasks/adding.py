@@ -17,8 +17,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from tasks.loaders import ResumableLoader
-from tasks.streams import EpochBatchIds, FreshBatches, seeded_generator
+from tasks.loaders import fresh_loader
+from tasks.streams import FreshBatches, seeded_generator
 from zoo.errors import check_int
 from zoo.task_spec import TaskSpec
 
@@ -47,6 +47,8 @@ class AddingProblem(L.LightningDataModule):
     ``batches_per_epoch`` only sets how often validation runs (once an epoch); the
     training data never repeats. ``seed`` picks the training stream; unset, it is
     taken from the run's seed (``seed_everything``) when the loaders are built.
+    ``num_workers`` > 0 makes the training batches in worker processes (the same batches):
+    worth it on a GPU, where a batch made in the main process holds up every step.
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class AddingProblem(L.LightningDataModule):
         eval_batch_size: int = 500,
         seed: int | None = None,
         data_seed: int = 1234,
+        num_workers: int = 0,
     ) -> None:
         super().__init__()
         self.seq_len = check_int("seq_len (T)", seq_len, low=2, high=MAX_SEQ_LEN)
@@ -69,6 +72,7 @@ class AddingProblem(L.LightningDataModule):
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size, low=1)
         self.seed = None if seed is None else check_int("seed", seed, low=0)
         self.data_seed = check_int("data_seed", data_seed, low=0)
+        self.num_workers = check_int("num_workers", num_workers, low=0)
         self.save_hyperparameters()
         self._sets: dict[str, TensorDataset] = {}
 
@@ -100,7 +104,7 @@ class AddingProblem(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         seed = self.seed if self.seed is not None else torch.initial_seed()
         batches = FreshBatches(make_adding, self.seq_len, self.batch_size, seed)
-        return ResumableLoader(batches, batch_size=None, sampler=EpochBatchIds(self.batches_per_epoch))
+        return fresh_loader(batches, self.batches_per_epoch, self.num_workers)
 
     def val_dataloader(self) -> DataLoader:
         return DataLoader(self.fixed_set("val"), batch_size=self.eval_batch_size)

@@ -16,9 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
-from tasks.streams import seeded_generator
+from tasks.streams import EpochBatchIds, seeded_generator
 
 
 class EpochShuffle(Sampler[list[int]]):
@@ -85,4 +85,17 @@ class ResumableLoader(DataLoader):
         self._to_pass = served if served < len(self) else 0
 
 
-__all__ = ["EpochShuffle", "ResumableLoader"]
+def fresh_loader(batches: Dataset, batches_per_epoch: int, num_workers: int) -> ResumableLoader:
+    """A synthetic task's training loader: batch k of ``batches`` (a ``FreshBatches``) at step k.
+
+    With ``num_workers`` > 0 the batches are made in that many worker processes, kept for
+    the whole run, while the model trains on the last one. Each batch comes from its own
+    seeded generator, so the data are the same with or without workers. On a GPU the
+    main process would otherwise make each batch while the GPU waits: on an H100, the
+    adding problem's batch at T=1000 took 0.9 to 1.5 ms against a 7 to 9 ms step.
+    """
+    return ResumableLoader(batches, batch_size=None, sampler=EpochBatchIds(batches_per_epoch),
+                           num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+__all__ = ["EpochShuffle", "ResumableLoader", "fresh_loader"]

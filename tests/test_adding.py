@@ -60,6 +60,28 @@ def test_training_batches_are_fresh_and_repeatable():
         assert torch.equal(a, b[0])
 
 
+@pytest.mark.parametrize("task", ["adding", "copy"])
+def test_worker_processes_make_the_same_batches_and_resume_where_they_left_off(task):
+    from tasks.copy_memory import CopyMemory
+
+    cls = AddingProblem if task == "adding" else CopyMemory
+
+    def epochs(num_workers: int, served: int = 0) -> list[torch.Tensor]:
+        loader = cls(seq_len=12, batch_size=4, batches_per_epoch=3, seed=5, num_workers=num_workers).train_dataloader()
+        assert loader.num_workers == num_workers and loader.persistent_workers == (num_workers > 0)
+        loader.load_state_dict({"served": served})  # as a checkpoint taken mid-epoch brings back
+        out = []
+        for epoch in range(2):
+            loader.sampler.set_epoch(epoch)  # as Lightning does; the workers live on across epochs
+            out += [x for x, _ in loader]
+        return out
+
+    in_process, in_workers = epochs(0), epochs(2)
+    assert len(in_process) == 6 and all(torch.equal(a, b) for a, b in zip(in_process, in_workers))
+    resumed = epochs(2, served=2)  # the 1st epoch's last batch, then the 2nd epoch's three
+    assert len(resumed) == 4 and all(torch.equal(a, b) for a, b in zip(in_process[2:], resumed))
+
+
 def test_training_stream_follows_the_run_seed_when_unset():
     dm = AddingProblem(seq_len=12, batch_size=4, batches_per_epoch=1)
     torch.manual_seed(1)
@@ -86,6 +108,7 @@ def test_trivial_baseline_is_one_sixth():
     (dict(seq_len="100"), r"seq_len \(T\) must be an integer"),
     (dict(batch_size=0), "batch_size must be an integer >= 1, got 0"),
     (dict(test_size=-5), "test_size must be an integer >= 1, got -5"),
+    (dict(num_workers=-1), "num_workers must be an integer >= 0, got -1"),
 ])
 def test_bad_settings(kwargs, message):
     with pytest.raises(ZooError, match=message):

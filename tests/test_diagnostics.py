@@ -156,6 +156,17 @@ def test_nan_loss_skip_policy_drops_and_counts_the_step():
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_nan_loss_in_one_accumulated_batch_drops_that_update_only():
+    """The losses are checked with the gradients, at the optimizer step: a NaN in any accumulated batch drops it."""
+    model = SequenceModel(ADDING, RNNConfig(cell="gru", hidden_size=4), OptimConfig(name="sgd", lr=0.1), nonfinite="skip")
+    monitor = StabilityMonitor()
+    # 4 batches, 2 a step: batch 1 (the 1st step's 2nd) has a NaN target
+    _trainer(max_epochs=1, accumulate_grad_batches=2, callbacks=[monitor]).fit(model, _loader(nan_at=1))
+    assert model.skipped_steps == 1 and monitor.summary(model)["steps"] == 1 and model.global_step == 2
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    assert model._unchecked_losses == []  # nothing of a step is left for the next to check
+
+
 def test_nan_loss_stop_policy_is_a_result_in_fit_and_test():
     data = AddingProblem(seq_len=10, batch_size=8, batches_per_epoch=5, val_size=16, test_size=16)
     model = SequenceModel(data.task_spec, RNNConfig(cell="rnn", nonlinearity="relu", hidden_size=16,

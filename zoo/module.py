@@ -137,6 +137,8 @@ class SequenceModel(L.LightningModule):
         self._train_state: Any = None  # training's state, set aside while validation runs
         self.skipped_steps = 0  # steps dropped under nonfinite="skip"
         self._drop_update = False  # a non-finite step under DDP: its backward runs, its update is dropped
+        # (loss, penalty) of the training steps since the last optimizer step, checked with the gradients
+        self._unchecked_losses: list[tuple[torch.Tensor, torch.Tensor | None]] = []
         self._resumed_mid_epoch = False  # set when a checkpoint brings back a carried state
         self.grad_norms: dict[str, torch.Tensor] = {}  # this step's gradient norm per parameter, before clipping
 
@@ -243,30 +245,43 @@ class SequenceModel(L.LightningModule):
         plugin = self._trainer.precision_plugin if self._trainer is not None else None
         return getattr(plugin, "scaler", None) is not None
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         x, y = batch
         loss = self.task_loss(self._step_output(x), y)
         penalty = self.penalty()
         total = loss if penalty is None else loss + penalty
-        # Under DDP, the loss averaged over the processes (one all-reduce; in place, hence the clone):
-        # every process logs the same number, the global batch's, and all agree on whether it is finite.
-        mean_loss = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean") if self._distributed() \
-            else loss
-        finite_loss = bool(torch.isfinite(mean_loss))
-        if not finite_loss or (penalty is not None and not torch.isfinite(penalty)):
-            what = "training loss" if not finite_loss else "weight penalty"
-            self.on_nonfinite(f"{what} is {(mean_loss if not finite_loss else penalty).item()}")
-            if not self._distributed():
-                return None  # skipped: Lightning runs no backward and no optimizer step for this batch
-            # Lightning cannot skip a step under DDP, and a process that skipped alone would leave the
-            # others waiting in the gradient all-reduce: every process runs its backward, and
-            # on_before_optimizer_step drops the update on all of them.
-            self._drop_update = True
-            return total
+        if self._distributed():
+            # The loss averaged over the processes (one all-reduce; in place, hence the clone): every
+            # process logs the same number, the global batch's, and all agree on whether it is finite.
+            mean_loss = self.trainer.strategy.reduce(loss.detach().clone(), reduce_op="mean")
+            reason = self._nonfinite_loss(mean_loss, penalty)
+            if reason is not None:
+                self.on_nonfinite(reason)
+                # Lightning cannot skip a step under DDP, and a process that skipped alone would leave the
+                # others waiting in the gradient all-reduce: every process runs its backward, and
+                # on_before_optimizer_step drops the update on all of them.
+                self._drop_update = True
+                return total
+        else:
+            # Checked in on_before_optimizer_step with the gradient norms, in one look at the device a step.
+            # A look here would hold the host until the forward is done, and on a GPU the Python of
+            # Lightning's backward could no longer run while the GPU works: on an H100 the sMNIST LSTM
+            # step under the Trainer took 10.0 ms with it and 7.7 ms without (the plain loop: 5.8 ms).
+            mean_loss = loss
+            self._unchecked_losses.append((loss.detach(), None if penalty is None else penalty.detach()))
         self.log("train_loss", mean_loss, prog_bar=True)
         if penalty is not None:
             self.log("train_penalty", penalty)
         return total
+
+    @staticmethod
+    def _nonfinite_loss(loss: torch.Tensor, penalty: torch.Tensor | None) -> str | None:
+        """What is not finite, the training loss or the weight penalty, as on_nonfinite's reason; None if both are."""
+        if not torch.isfinite(loss):
+            return f"training loss is {loss.item()}"
+        if penalty is not None and not torch.isfinite(penalty):
+            return f"weight penalty is {penalty.item()}"
+        return None
 
     def on_nonfinite(self, reason: str) -> None:
         """Apply the ``nonfinite`` policy: raise "diverged at step k: reason", or count a skipped step."""
@@ -276,7 +291,9 @@ class SequenceModel(L.LightningModule):
         self._state = None  # a stateful task's carried state came out of the same bad numbers
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        """Gradient norms per parameter before clipping (Lightning clips after this hook), checked for NaN/inf."""
+        """Gradient norms per parameter before clipping (Lightning clips after this hook); the step's losses and
+        gradients checked for NaN/inf, and its update dropped if any is."""
+        losses, self._unchecked_losses = self._unchecked_losses, []
         if self._drop_update:  # a non-finite step under DDP, already counted (or stopped) in training_step
             self._drop_update = False
             self.grad_norms = {}
@@ -286,17 +303,19 @@ class SequenceModel(L.LightningModule):
         self.grad_norms = {
             name: torch.linalg.vector_norm(p.grad) for name, p in self.named_parameters() if p.grad is not None
         }
-        if not self.grad_norms:
+        checked = [t for pair in losses for t in pair if t is not None] + list(self.grad_norms.values())
+        if not checked or torch.isfinite(torch.stack(checked)).all():  # the one device sync of the check
             return
-        if torch.isfinite(torch.stack(list(self.grad_norms.values()))).all():
-            return
-        if self._grad_scaler():
+        reason = next((r for r in (self._nonfinite_loss(*pair) for pair in losses) if r is not None), None)
+        if reason is None and self._grad_scaler():
             # fp16 mixed precision: gradients that overflow are how GradScaler finds its scale; it skips
             # this update and lowers the scale itself. Not a divergence, and nothing for the statistics.
             self.grad_norms = {}
             return
-        bad = next(name for name, norm in self.grad_norms.items() if not torch.isfinite(norm))
-        self.on_nonfinite(f"non-finite gradient in {bad}")
+        if reason is None:
+            bad = next(name for name, norm in self.grad_norms.items() if not torch.isfinite(norm))
+            reason = f"non-finite gradient in {bad}"
+        self.on_nonfinite(reason)
         self.grad_norms = {}  # nothing of this step reaches the statistics
         for p in self.parameters():
             p.grad = None  # the optimizer leaves a parameter without a gradient untouched: the step is dropped

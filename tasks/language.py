@@ -27,7 +27,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tasks.datafiles import fetch, sha256_of
-from tasks.loaders import ResumableLoader
+from tasks.loaders import ResumableLoader, on_accelerator
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
 
@@ -211,7 +211,7 @@ class LanguageModelling(L.LightningDataModule):
         """(this process's rank, the number of processes) of the trainer's run; (0, 1) without a trainer."""
         return (0, 1) if self.trainer is None else (self.trainer.global_rank, self.trainer.world_size)
 
-    def _in_order(self, windows: Windows, loader: type[DataLoader] = DataLoader) -> DataLoader:
+    def _in_order(self, windows: Windows, loader: type[DataLoader] = DataLoader, **kwargs: Any) -> DataLoader:
         """A loader of ``windows`` in order, which Lightning leaves alone under DDP.
 
         Lightning would deal a loader's items out to the processes (shuffled, for training),
@@ -221,7 +221,7 @@ class LanguageModelling(L.LightningDataModule):
         """
         distributed = self.processes()[1] > 1
         sampler = DistributedSampler(windows, num_replicas=1, rank=0, shuffle=False) if distributed else None
-        return loader(windows, batch_size=None, sampler=sampler)
+        return loader(windows, batch_size=None, sampler=sampler, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
         """B streams; under DDP with W processes, W*B streams of which process r reads streams rB .. rB+B-1."""
@@ -229,7 +229,8 @@ class LanguageModelling(L.LightningDataModule):
         if world > 1:  # the same streams as one process with batch W*B, each process its own B of them
             length = ids.numel() // (world * self.batch_size) * self.batch_size
             ids = ids[: world * length].view(world, length)[rank]
-        return self._in_order(Windows(ids, self.batch_size, self.bptt), ResumableLoader)
+        return self._in_order(Windows(ids, self.batch_size, self.bptt), ResumableLoader,
+                              background=on_accelerator(self))
 
     def val_dataloader(self) -> DataLoader:
         # Under DDP every process reads the whole split: the metrics add up the processes' (equal) shares,

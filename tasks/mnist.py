@@ -40,7 +40,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from tasks import datafiles
-from tasks.loaders import EpochShuffle, ResumableLoader
+from tasks.loaders import EpochShuffle, ResumableLoader, on_accelerator
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
 
@@ -368,7 +368,8 @@ class SequentialMNIST(L.LightningDataModule):
         data = self.dataset(split)
         if shuffle:  # training: an order that a resumed run can make again (tasks/loaders.py)
             return ResumableLoader(data, sampler=EpochShuffle(len(data), batch_size), batch_size=None,
-                                   num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+                                   num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
+                                   background=on_accelerator(self))
         order = BatchSampler(SequentialSampler(data), batch_size, drop_last=False)
         return DataLoader(data, sampler=order, batch_size=None,
                           num_workers=self.num_workers, persistent_workers=self.num_workers > 0)

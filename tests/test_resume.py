@@ -10,16 +10,18 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import TensorDataset
 
-from tasks.loaders import EpochShuffle, ResumableLoader
+from tasks.loaders import EpochShuffle, ResumableLoader, made_ahead, on_accelerator
 from zoo.bench import execute
 from zoo.errors import ZooError
 from zoo.resume import LAST, capture_random_states, restore_random_states
@@ -154,11 +156,12 @@ def test_epoch_shuffle_is_a_function_of_seed_and_epoch():
     assert list(a) != first and list(EpochShuffle(10, 4, seed=4)) != first
 
 
-def test_a_loader_restored_mid_epoch_serves_the_rest_of_that_epoch():
+@pytest.mark.parametrize("background", [False, True], ids=["in_loop", "made_ahead"])
+def test_a_loader_restored_mid_epoch_serves_the_rest_of_that_epoch(background):
     data = TensorDataset(torch.arange(10))
 
     def loader():
-        return ResumableLoader(data, sampler=EpochShuffle(10, 3, seed=0), batch_size=None)
+        return ResumableLoader(data, sampler=EpochShuffle(10, 3, seed=0), batch_size=None, background=background)
 
     one = loader()
     one.sampler.set_epoch(2)
@@ -174,6 +177,52 @@ def test_a_loader_restored_mid_epoch_serves_the_rest_of_that_epoch():
     three = loader()
     three.load_state_dict({"served": 4})  # saved after an epoch's last batch: the next epoch starts from its start
     assert len([batch for batch in three]) == 4
+
+
+def test_made_ahead_makes_the_next_item_in_a_thread_while_this_one_is_used():
+    made: list[tuple[int, str]] = []
+    second_made = threading.Event()
+
+    def items():
+        for i in range(4):
+            made.append((i, threading.current_thread().name))
+            if i == 1:
+                second_made.set()
+            yield i
+
+    it = made_ahead(items())
+    assert next(it) == 0
+    assert second_made.wait(5)  # made while the caller still holds item 0
+    assert list(it) == [1, 2, 3]
+    assert [i for i, _ in made] == [0, 1, 2, 3]
+    assert all(name.startswith("zoo-next-batch") for _, name in made)
+
+
+def test_made_ahead_raises_the_makers_error_and_closes_early():
+    def failing():
+        yield 1
+        raise ValueError("batch 2 is bad")
+
+    it = made_ahead(failing())
+    assert next(it) == 1
+    with pytest.raises(ValueError, match="batch 2 is bad"):
+        next(it)
+    endless = made_ahead(iter(range(10**9)))
+    assert next(endless) == 0
+    endless.close()  # returns: the one item in the making is dropped, the thread ends
+
+
+def test_background_loading_only_on_an_accelerator():
+    from types import SimpleNamespace
+
+    from tasks.adding import AddingProblem
+
+    data = AddingProblem(seq_len=6, batch_size=2, batches_per_epoch=2)
+    assert not on_accelerator(data) and not data.train_dataloader().background  # no Trainer: the loop makes them
+    data.trainer = L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False)
+    assert not on_accelerator(data)
+    data.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device("cuda", 0)))
+    assert on_accelerator(data) and data.train_dataloader().background
 
 
 def test_random_states_come_back_and_load_without_unpickling(tmp_path):

@@ -116,8 +116,8 @@ def made_ahead(items: Iterator[T]) -> Iterator[T]:
 
 def on_accelerator(datamodule: Any) -> bool:
     """Whether the Trainer a DataModule is attached to runs on an accelerator (not the CPU)."""
-    trainer = getattr(datamodule, "trainer", None)
-    return trainer is not None and trainer.strategy.root_device.type != "cpu"
+    device = getattr(getattr(getattr(datamodule, "trainer", None), "strategy", None), "root_device", None)
+    return device is not None and device.type != "cpu"  # no Trainer (or one that names no device): the CPU
 
 
 def fresh_loader(batches: Dataset, batches_per_epoch: int, num_workers: int,

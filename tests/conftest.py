@@ -14,6 +14,19 @@ def _seed():
     torch.manual_seed(0)
 
 
+# What a user may have set for their own runs that changes what the zoo reads or how it runs:
+# each test starts without them (a test that needs one sets it), so the suite gives the same
+# result in any shell. ZOO_FLUSH_DENORMAL is read at import and the cache folders only say
+# where caches go: those stay.
+USER_SETTINGS = ("ZOO_DATA_DIR", "ZOO_OFFLINE", "ZOO_OWN_KERNELS", "ZOO_HUB_ROOT", "ZOO_WEIGHTS_MIRROR")
+
+
+@pytest.fixture(autouse=True)
+def _without_user_settings(monkeypatch):
+    for name in USER_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(autouse=True)
 def _lightning_log_levels():
     """Commands quiet Lightning's loggers for the whole process (zoo.bench.quiet_lightning); undo it per test."""

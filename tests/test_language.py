@@ -153,6 +153,7 @@ def test_environment_variable_names_the_data_folder(tiny_ptb, monkeypatch):
 
 def _write_hub_dataset(root, repo: str, config: str, splits: dict[str, list[str]], column: str) -> None:
     """A dataset in the Hub's layout: parquet shards per split, configs declared in README.md."""
+    pytest.importorskip("datasets")  # what the Hub route reads it with (a dependency, yet absent from some images)
     pq = pytest.importorskip("pyarrow.parquet")
     pa = pytest.importorskip("pyarrow")
     folder = root / repo

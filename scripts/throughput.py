@@ -212,8 +212,8 @@ def time_paired(shape: Shape, cell: str, warmup: int, reps: int, *, diagnostics:
     if not log:
         model.log = lambda *args, **kwargs: None
     paired = Paired(TorchSteps(shape, cell))
-    trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator=DEVICE.type, devices=1, gradient_clip_val=1.0, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator=DEVICE.type, devices=1, gradient_clip_val=1.0,
+                        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0,
                         callbacks=[*(default_diagnostics(model.task) if diagnostics else []), paired])
     trainer.fit(model, train_dataloaders=loader(shape.batches(warmup + reps + 1)))
@@ -350,6 +350,7 @@ def large_gemm_gflops(reps: int = 5) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
+@functools.cache
 def kernel_used(shape: Shape, cell: str, implementation: str = "auto") -> str:
     """The recurrent kernel one training step of this path runs, read off its autograd graph:
     'cudnn' (cuDNN's RNN), 'onednn' (oneDNN's, PyTorch's fused LSTM/GRU on a CPU), 'zoo'
@@ -410,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=2, help="fresh model and Trainer this many times, each --reps paired steps")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="fresh model and Trainer this many times, each --reps paired steps")
     parser.add_argument("--data_batches", type=int, default=50)
     parser.add_argument("--no_denormals", action="store_true", help="skip the (slow) denormals-kept measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few steps: that the script works")
@@ -444,6 +446,10 @@ def main(argv: list[str] | None = None) -> int:
                      "layers": 1, "cell": "rnn_tanh", "path": f"lightning_{name}", "baseline": "torch",
                      "added_ms": round(ms, 3)})
 
+    def attainable_rate(shape: Shape, cell: str) -> float:
+        """The CPU's rate at the recurrence's GEMM shape; on a GPU the large GEMM's (see attainable_gflops)."""
+        return attainable_gflops(shape, cell) if DEVICE.type == "cpu" else peak
+
     def row(shape: Shape, cell: str, path: str, ms: float, baseline: str, base_ms: float, speed: float | None = None,
             **extra: Any) -> None:
         """One CSV row; ``speed`` against the baseline defaults to the ratio of the two step times."""
@@ -471,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
             # Lightning's speed against the plain loop: the median of the per-pair ratios
             paired_speed = statistics.median(a / b for a, b in zip(torch_times, lightning_times))
             torch_ms[cell] = t
-            attainable = attainable_gflops(shape, cell) if DEVICE.type == "cpu" else peak
+            attainable = attainable_rate(shape, cell)
             kernel = kernel_used(shape, cell)
             row(shape, cell, "torch", t, "torch", t, attainable_gflops=round(attainable, 2),
                 share_of_attainable=round(shape.flops(cell) / (t / 1e3) / 1e9 / attainable, 3), kernel=kernel)
@@ -481,8 +487,8 @@ def main(argv: list[str] | None = None) -> int:
         for cell in (c for c in shape.cells if CELLS[c]["cell"] in ("lstm", "gru")):
             f_ms, o_ms, speed = paired_medians(shape, (cell, "fused"), (cell, "loop"), args)
             agreement = kernel_agreement(shape, cell)
-            attainable = attainable_gflops(shape, cell) if DEVICE.type == "cpu" else peak
-            auto = kernel_used(shape, cell) == "zoo"  # what 'auto' ran, read off its graph
+            attainable = attainable_rate(shape, cell)
+            auto = kernel_used(shape, cell) == "zoo"  # what 'auto' ran (cached from the rows above)
             for path, ms, extra in (("fused", f_ms, {"kernel": kernel_used(shape, cell, "fused")}),
                                     ("zoo_kernel", o_ms, {"max_rel_diff": f"{agreement:.2e}",
                                                           "kernel": kernel_used(shape, cell, "loop")})):
@@ -490,8 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                     attainable_gflops=round(attainable, 2),
                     share_of_attainable=round(shape.flops(cell) / (ms / 1e3) / 1e9 / attainable, 3),
                     auto_picks="zoo_kernel" if auto else "fused", **extra)
-            print(f"  {cell} kernels: fused {f_ms:.1f} ms ({shape.flops(cell) / (f_ms / 1e3) / 1e9 / attainable:.1%} of "
-                  f"attainable), zoo {o_ms:.1f} ms ({shape.flops(cell) / (o_ms / 1e3) / 1e9 / attainable:.1%}): "
+            print(f"  {cell} kernels: fused {f_ms:.1f} ms "
+                  f"({shape.flops(cell) / (f_ms / 1e3) / 1e9 / attainable:.1%} of attainable), zoo {o_ms:.1f} ms "
+                  f"({shape.flops(cell) / (o_ms / 1e3) / 1e9 / attainable:.1%}): "
                   f"zoo {speed:.2f}x as fast (goal >= 1.2 at sMNIST shapes); max relative difference {agreement:.1e} "
                   f"(goal <= 1e-4); 'auto' picks {'zoo' if auto else 'fused'}")
         if "rnn_tanh" in torch_ms:

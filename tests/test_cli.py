@@ -129,6 +129,13 @@ def test_denormals_flushed_on_import_and_env_switch():
     assert _python(code, ZOO_FLUSH_DENORMAL="0").stdout.strip() == "False"
     bad = _python(code, ZOO_FLUSH_DENORMAL="maybe")
     assert bad.returncode != 0 and "ZOO_FLUSH_DENORMAL='maybe' is not a boolean" in bad.stderr
+    # the command gives the one line, with the valid values, and no traceback
+    for command in ([sys.executable, "-m", "zoo", "--help"], [str(Path(sys.executable).with_name("zoo")), "--help"]):
+        bad = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "ZOO_FLUSH_DENORMAL": "maybe"})
+        assert bad.returncode == 2 and "Traceback" not in bad.stderr, bad.stderr
+        assert bad.stderr.strip() == ("zoo: error: ZOO_FLUSH_DENORMAL='maybe' is not a boolean; "
+                                      "valid values: 1, 0, true, false, yes, no, on, off"), bad.stderr
 
 
 def test_installed_command(tmp_path):

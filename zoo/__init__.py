@@ -1,9 +1,26 @@
 """rnn-zoo: recurrent networks, their initializations and training recipes, under Lightning."""
 
-# First, before any other torch op: flush denormal floats on the CPU (see zoo/runtime.py).
-from zoo import runtime as _runtime  # noqa: F401  (import for its side effect)
+import sys
 
 from zoo.errors import ZooError
+
+
+def _running_zoo_command() -> bool:
+    """Whether this process is the ``zoo`` command (console script or ``python -m zoo``): its users expect
+    a one-line error, where a library import raises."""
+    argv = getattr(sys, "orig_argv", sys.argv)
+    return (bool(sys.argv) and sys.argv[0].rsplit("/", 1)[-1] == "zoo") or any(
+        a == "-m" and b == "zoo" for a, b in zip(argv, argv[1:]))
+
+
+# First, before any other torch op: flush denormal floats on the CPU (see zoo/runtime.py).
+try:
+    from zoo import runtime as _runtime  # noqa: F401  (import for its side effect)
+except ZooError as err:  # a ZOO_FLUSH_DENORMAL that is not a boolean
+    if _running_zoo_command():
+        print(f"zoo: error: {err}", file=sys.stderr)
+        sys.exit(2)  # as zoo.cli.main's other errors
+    raise
 from zoo.init import INIT_SCHEMES
 from zoo.models.rnn import RNNBackbone, RNNConfig
 from zoo.module import SequenceModel

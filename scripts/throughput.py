@@ -8,7 +8,10 @@
 A step is forward + backward + gradient-norm clip (1.0) + Adam, on batches served by a
 DataLoader. Each figure is the median over ``--rounds`` x ``--reps`` timed steps, each
 round after ``--warmup`` steps. The plain loop and Lightning run in pairs, step by step on
-the same batch (see ``Paired``), and Lightning's speed is the median of the pairs' ratios.
+the same batch (see ``Paired``), for at least ``--min_seconds`` a cell, and Lightning's
+speed is the median of the pairs' ratios. Each paired ratio comes with a 95 % bootstrap
+interval (``speed_ci95_low``/``_high``, printed in brackets): a step on this shared 2-core
+machine varies by +-25 % from one to the next, and a ratio is only as sure as its interval.
 Printed per shape and cell, each as a ratio to a baseline measured in this run:
 
 - ``torch``: a plain PyTorch loop over the zoo's model (the baseline);
@@ -45,9 +48,11 @@ from __future__ import annotations
 import zoo  # noqa: F401  (first: flushes denormals before torch starts its threads)
 
 import argparse
+import itertools
 import csv
 import functools
 import logging
+import random
 import statistics
 import sys
 import time
@@ -59,7 +64,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 
 from zoo.diagnostics import default_diagnostics
 from zoo.files import replaced_atomically
@@ -156,6 +161,16 @@ def loader(batches: list) -> DataLoader:
     return DataLoader(batches, batch_size=None)
 
 
+class Cycled(IterableDataset):
+    """The same batches over and over, for as many steps as a timing asks (``Paired`` says when to stop)."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return itertools.cycle(self.batches)
+
+
 class TorchSteps:
     """The baseline: a plain PyTorch loop over its own copy of the zoo's model (same seed, same batches)."""
 
@@ -190,8 +205,9 @@ class Paired(Callback):
     over minutes) then hits a pair alike, where timing one path after the other would not.
     """
 
-    def __init__(self, baseline: TorchSteps) -> None:
+    def __init__(self, baseline: TorchSteps, warmup: int, reps: int, min_seconds: float = 0.0) -> None:
         self.baseline = baseline
+        self.warmup, self.reps, self.min_seconds = warmup, reps, min_seconds
         self.torch_times: list[float] = []
         self.lightning_times: list[float] = []
         self._last: float | None = None
@@ -202,26 +218,42 @@ class Paired(Callback):
         if self._last is not None:  # the first step has no start to measure from
             self.lightning_times.append(now - self._last)
             self.torch_times.append(self.baseline.step(*batch))
+            timed = len(self.torch_times) - self.warmup
+            seconds = sum(self.torch_times[self.warmup:]) + sum(self.lightning_times[self.warmup:])
+            if timed >= self.reps and seconds >= self.min_seconds:
+                trainer.should_stop = True
         self._last = time.perf_counter()
 
 
-def time_paired(shape: Shape, cell: str, warmup: int, reps: int, *, diagnostics: bool = True,
-                log: bool = True) -> tuple[list[float], list[float]]:
+def time_paired(shape: Shape, cell: str, warmup: int, reps: int, *, min_seconds: float = 0.0,
+                diagnostics: bool = True, log: bool = True) -> tuple[list[float], list[float]]:
     """Seconds per step of the plain loop and of Lightning with the default diagnostics, in pairs.
 
-    ``diagnostics=False`` leaves the monitors out and ``log=False`` makes ``self.log`` a
-    no-op: what ``fixed_overhead_ms`` takes apart.
+    At least ``reps`` pairs after the warm-up, and more until the pairs took ``min_seconds``:
+    a step here varies by +-25 % from one to the next (a shared virtual machine), so a short
+    step needs many pairs for its median ratio to settle. ``diagnostics=False`` leaves the
+    monitors out and ``log=False`` makes ``self.log`` a no-op: what ``fixed_overhead_ms``
+    takes apart.
     """
     model = build(shape, cell)
     if not log:
         model.log = lambda *args, **kwargs: None
-    paired = Paired(TorchSteps(shape, cell))
-    trainer = L.Trainer(max_steps=warmup + reps + 1, accelerator=DEVICE.type, devices=1, gradient_clip_val=1.0,
+    paired = Paired(TorchSteps(shape, cell), warmup, reps, min_seconds)
+    trainer = L.Trainer(max_epochs=1, accelerator=DEVICE.type, devices=1, gradient_clip_val=1.0,
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0,
                         callbacks=[*(default_diagnostics(model.task) if diagnostics else []), paired])
-    trainer.fit(model, train_dataloaders=loader(shape.batches(warmup + reps + 1)))
+    trainer.fit(model, train_dataloaders=DataLoader(Cycled(shape.batches(min(warmup + reps + 1, 16))),
+                                                    batch_size=None))
     return paired.torch_times[warmup:], paired.lightning_times[warmup:]
+
+
+def speed_interval(ratios: list[float], resamples: int = 2000) -> tuple[float, float]:
+    """A 95 % bootstrap interval of the median of per-pair ratios: how far the noise of this machine
+    leaves the printed ratio uncertain (seeded, so the same pairs give the same interval)."""
+    draw = random.Random(0)
+    medians = sorted(statistics.median(draw.choices(ratios, k=len(ratios))) for _ in range(resamples))
+    return medians[int(0.025 * resamples)], medians[int(0.975 * resamples) - 1]
 
 
 TINY = Shape("tiny", 8, 10, 8, ("rnn_tanh",))  # a step of a few ms: what Lightning adds shows plainly
@@ -251,15 +283,14 @@ def time_alternated(shape: Shape, first: tuple[str, str], second: tuple[str, str
 
 
 def paired_medians(shape: Shape, first: tuple[str, str], second: tuple[str, str],
-                   args: argparse.Namespace) -> tuple[float, float, float]:
-    """(first ms, second ms, median over pairs of first time / second time), over ``--rounds`` fresh models."""
+                   args: argparse.Namespace) -> tuple[float, float, list[float]]:
+    """(first ms, second ms, first time / second time of every pair), over ``--rounds`` fresh models."""
     a_times, b_times = [], []
     for _ in range(args.rounds):
         more_a, more_b = time_alternated(shape, first, second, args.warmup, args.reps)
         a_times += more_a
         b_times += more_b
-    return (1e3 * statistics.median(a_times), 1e3 * statistics.median(b_times),
-            statistics.median(x / y for x, y in zip(a_times, b_times)))
+    return 1e3 * statistics.median(a_times), 1e3 * statistics.median(b_times), [x / y for x, y in zip(a_times, b_times)]
 
 
 def kernel_agreement(shape: Shape, cell: str) -> float:
@@ -417,6 +448,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=2,
                         help="fresh model and Trainer this many times, each --reps paired steps")
+    parser.add_argument("--min_seconds", type=float, default=40.0,
+                        help="time Lightning and the plain loop in pairs for at least this long a cell (over all "
+                        "rounds): short steps need many pairs on a noisy machine")
     parser.add_argument("--data_batches", type=int, default=50)
     parser.add_argument("--no_denormals", action="store_true", help="skip the (slow) denormals-kept measurement")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few steps: that the script works")
@@ -433,12 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     shapes = [QUICK[s] for s in QUICK] if args.quick else [SHAPES[s] for s in args.shapes]
     if args.quick:
         args.warmup, args.reps, args.rounds, args.data_batches, args.no_denormals = 1, 2, 1, 3, True
+        args.min_seconds = 0.0
     setup = {"device": device_name(), "torch": torch.__version__, "threads": torch.get_num_threads(),
              "flush_denormal": flush_denormal_active()}
     if DEVICE.type == "cuda":  # cuDNN's RNN may use TF32 tensor cores where allowed: it bears on agreement
         setup.update(cudnn=torch.backends.cudnn.version(), cudnn_tf32=torch.backends.cudnn.allow_tf32)
     print(f"setup: {setup['device']}, torch {setup['torch']}, {setup['threads']} threads, denormals "
-          f"{'flushed' if setup['flush_denormal'] else 'kept'}; median of {args.rounds} x {args.reps} steps")
+          f"{'flushed' if setup['flush_denormal'] else 'kept'}; median of {args.rounds} x {args.reps} steps "
+          f"(Lightning's pairs: at least {args.min_seconds:g} s a cell)")
     peak = large_gemm_gflops()
     print(f"large GEMM: {peak:.1f} GFLOP/s")
     rows: list[dict[str, Any]] = []
@@ -469,33 +505,39 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{shape.name}: batch {shape.batch}, T {shape.seq_len}, {shape.layers} x {shape.hidden}"
               + (f", vocab {shape.vocab}" if shape.vocab else ""))
         print(f"  {'cell':<15} {'torch ms':>9} {'lightning ms':>13} {'L/torch speed':>14} {'GFLOP/s':>8} "
-              f"{'of attainable':>14}")
+              f"{'of attainable':>14}   95 % interval of the speed, pairs")
         torch_ms = {}
         for cell in shape.cells:
             torch_times, lightning_times = [], []
             for _ in range(args.rounds):  # a fresh model and Trainer each round
-                more_torch, more_lightning = time_paired(shape, cell, args.warmup, args.reps)
+                more_torch, more_lightning = time_paired(shape, cell, args.warmup, args.reps,
+                                                         min_seconds=args.min_seconds / args.rounds)
                 torch_times += more_torch
                 lightning_times += more_lightning
             t, lit = 1e3 * statistics.median(torch_times), 1e3 * statistics.median(lightning_times)
             # Lightning's speed against the plain loop: the median of the per-pair ratios
-            paired_speed = statistics.median(a / b for a, b in zip(torch_times, lightning_times))
+            ratios = [a / b for a, b in zip(torch_times, lightning_times)]
+            paired_speed, (low, high) = statistics.median(ratios), speed_interval(ratios)
             torch_ms[cell] = t
             attainable = attainable_rate(shape, cell)
             kernel = kernel_used(shape, cell)
             row(shape, cell, "torch", t, "torch", t, attainable_gflops=round(attainable, 2),
                 share_of_attainable=round(shape.flops(cell) / (t / 1e3) / 1e9 / attainable, 3), kernel=kernel)
-            row(shape, cell, "lightning", lit, "torch", t, speed=paired_speed, kernel=kernel)
+            row(shape, cell, "lightning", lit, "torch", t, speed=paired_speed, kernel=kernel, pairs=len(ratios),
+                speed_ci95_low=round(low, 3), speed_ci95_high=round(high, 3))
             print(f"  {cell:<15} {t:9.1f} {lit:13.1f} {paired_speed:13.3f}x {shape.flops(cell) / (t / 1e3) / 1e9:8.2f} "
-                  f"{shape.flops(cell) / (t / 1e3) / 1e9 / attainable:13.1%}")
+                  f"{shape.flops(cell) / (t / 1e3) / 1e9 / attainable:13.1%}   [{low:.3f}, {high:.3f}], {len(ratios)} pairs")
         for cell in (c for c in shape.cells if CELLS[c]["cell"] in ("lstm", "gru")):
-            f_ms, o_ms, speed = paired_medians(shape, (cell, "fused"), (cell, "loop"), args)
+            f_ms, o_ms, ratios = paired_medians(shape, (cell, "fused"), (cell, "loop"), args)
+            speed, (low, high) = statistics.median(ratios), speed_interval(ratios)
             agreement = kernel_agreement(shape, cell)
             attainable = attainable_rate(shape, cell)
             auto = kernel_used(shape, cell) == "zoo"  # what 'auto' ran (cached from the rows above)
             for path, ms, extra in (("fused", f_ms, {"kernel": kernel_used(shape, cell, "fused")}),
                                     ("zoo_kernel", o_ms, {"max_rel_diff": f"{agreement:.2e}",
-                                                          "kernel": kernel_used(shape, cell, "loop")})):
+                                                          "kernel": kernel_used(shape, cell, "loop"),
+                                                          "pairs": len(ratios), "speed_ci95_low": round(low, 3),
+                                                          "speed_ci95_high": round(high, 3)})):
                 row(shape, cell, path, ms, "fused", f_ms, speed=speed if path == "zoo_kernel" else 1.0,
                     attainable_gflops=round(attainable, 2),
                     share_of_attainable=round(shape.flops(cell) / (ms / 1e3) / 1e9 / attainable, 3),
@@ -503,16 +545,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {cell} kernels: fused {f_ms:.1f} ms "
                   f"({shape.flops(cell) / (f_ms / 1e3) / 1e9 / attainable:.1%} of attainable), zoo {o_ms:.1f} ms "
                   f"({shape.flops(cell) / (o_ms / 1e3) / 1e9 / attainable:.1%}): "
-                  f"zoo {speed:.2f}x as fast (goal >= 1.2 at sMNIST shapes); max relative difference {agreement:.1e} "
+                  f"zoo {speed:.2f}x as fast [{low:.2f}, {high:.2f}] (goal >= 1.2 at sMNIST shapes); "
+                  f"max relative difference {agreement:.1e} "
                   f"(goal <= 1e-4); 'auto' picks {'zoo' if auto else 'fused'}")
         if "rnn_tanh" in torch_ms:
             for cell in ("rnn_leaky_relu", "rnn_elu"):
                 if cell in torch_ms:  # the two alternated step by step, as the kernels above
-                    loop_ms, fused_ms, time_ratio = paired_medians(shape, (cell, "auto"), ("rnn_tanh", "auto"), args)
+                    loop_ms, fused_ms, ratios = paired_medians(shape, (cell, "auto"), ("rnn_tanh", "auto"), args)
+                    time_ratio, (low, high) = statistics.median(ratios), speed_interval(ratios)
                     row(shape, cell, "loop_vs_fused_tanh", loop_ms, "rnn_tanh_fused", fused_ms,
-                        speed=1 / time_ratio)
-                    print(f"  {cell} (loop) step time / fused rnn_tanh: {time_ratio:.2f}x, median of pairs "
-                          f"({loop_ms:.1f} / {fused_ms:.1f} ms; goal <= 1.0)")
+                        speed=1 / time_ratio, pairs=len(ratios), speed_ci95_low=round(1 / high, 3),
+                        speed_ci95_high=round(1 / low, 3))
+                    print(f"  {cell} (loop) step time / fused rnn_tanh: {time_ratio:.2f}x [{low:.2f}, {high:.2f}], "
+                          f"median of pairs ({loop_ms:.1f} / {fused_ms:.1f} ms; goal <= 1.0)")
         cell = shape.cells[-1] if not shape.vocab else "lstm"
         # what the zoo does on this device (a thread makes the next batch on a GPU), and on a GPU the loop alone
         for background in (True, False) if DEVICE.type == "cuda" else (False,):

@@ -1,6 +1,7 @@
 """The long-job scripts, run for a few steps as a user would run them."""
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -115,9 +116,42 @@ def test_throughput_quick_writes_ratios_and_a_csv(tmp_path):
     ran = {r["cell"]: r["kernel"] for r in rows if r["shape"] == "smnist" and r["path"] == "torch"}
     assert ran == {"rnn_tanh": "aten", "rnn_elu": "zoo", "lstm": "onednn"}
     assert "max relative difference" in result.stdout
+    for r in (r for r in rows if r["path"] in ("lightning", "zoo_kernel", "loop_vs_fused_tanh")):
+        # each paired speed comes with its bootstrap interval and the number of pairs behind it
+        assert float(r["speed_ci95_low"]) <= float(r["speed_vs_baseline"]) <= float(r["speed_ci95_high"]), r
+        assert int(r["pairs"]) >= 2
     added = {r["path"]: float(r["added_ms"]) for r in rows if r["shape"] == "tiny"}
     assert set(added) == {"lightning_with_diagnostics", "lightning_without_diagnostics",
                           "lightning_without_diagnostics_or_log"}
+
+
+def _throughput_module():
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import throughput
+    finally:
+        sys.path.remove(str(ROOT / "scripts"))
+    return throughput
+
+
+def test_throughput_pairs_run_until_the_time_asked_for():
+    """Short steps are timed in more pairs than --reps, until the pairs took --min_seconds."""
+    throughput = _throughput_module()
+    torch_times, lightning_times = throughput.time_paired(throughput.TINY, "rnn_tanh", 1, 3)
+    assert len(torch_times) == len(lightning_times) == 3
+    torch_times, lightning_times = throughput.time_paired(throughput.TINY, "rnn_tanh", 1, 3, min_seconds=0.5)
+    assert len(torch_times) == len(lightning_times) > 3  # a tiny step is a few ms: many more pairs
+    assert sum(torch_times) + sum(lightning_times) >= 0.5
+
+
+def test_throughput_speed_interval_brackets_the_median_and_narrows_with_pairs():
+    throughput = _throughput_module()
+    few = [0.8, 1.2, 0.9, 1.1, 1.0]
+    low, high = throughput.speed_interval(few)
+    assert low < statistics.median(few) < high
+    assert throughput.speed_interval(few) == (low, high)  # seeded: the same pairs, the same interval
+    many_low, many_high = throughput.speed_interval(few * 20)
+    assert low <= many_low <= 1.0 <= many_high <= high and many_high - many_low < high - low
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")

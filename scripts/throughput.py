@@ -48,9 +48,9 @@ from __future__ import annotations
 import zoo  # noqa: F401  (first: flushes denormals before torch starts its threads)
 
 import argparse
-import itertools
 import csv
 import functools
+import itertools
 import logging
 import random
 import statistics

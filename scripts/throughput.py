@@ -67,6 +67,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import DataLoader, IterableDataset
 
 from zoo.diagnostics import default_diagnostics
+from zoo.errors import ZooError, check_float, check_int
 from zoo.files import replaced_atomically
 from zoo.models.rnn import RNNConfig
 from zoo.module import SequenceModel
@@ -157,7 +158,7 @@ def build(shape: Shape, cell: str, implementation: str = "auto") -> SequenceMode
     return SequenceModel(shape.task(), backbone, OptimConfig(name="adam", lr=1e-3))
 
 
-def loader(batches: list) -> DataLoader:
+def loader(batches: list | IterableDataset) -> DataLoader:
     return DataLoader(batches, batch_size=None)
 
 
@@ -243,8 +244,7 @@ def time_paired(shape: Shape, cell: str, warmup: int, reps: int, *, min_seconds:
                         logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                         num_sanity_val_steps=0, limit_val_batches=0,
                         callbacks=[*(default_diagnostics(model.task) if diagnostics else []), paired])
-    trainer.fit(model, train_dataloaders=DataLoader(Cycled(shape.batches(min(warmup + reps + 1, 16))),
-                                                    batch_size=None))
+    trainer.fit(model, train_dataloaders=loader(Cycled(shape.batches(min(warmup + reps + 1, 16)))))
     return paired.torch_times[warmup:], paired.lightning_times[warmup:]
 
 
@@ -458,6 +458,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the models run (cuda: the first GPU, cuDNN's kernels under 'auto')")
     parser.add_argument("--out", help="CSV path (default leaderboards/throughput/<device>-torch<version>.csv)")
     args = parser.parse_args(argv)
+    try:  # no pairs would leave nothing to take a median of, and pairs until nan seconds would never stop
+        check_int("--warmup", args.warmup, low=0), check_int("--reps", args.reps, low=1)
+        check_int("--rounds", args.rounds, low=1), check_float("--min_seconds", args.min_seconds, low=0)
+    except ZooError as err:
+        parser.error(str(err))
     global DEVICE
     if args.accelerator == "cuda" and not torch.cuda.is_available():
         parser.error("--accelerator cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")

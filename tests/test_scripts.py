@@ -154,6 +154,17 @@ def test_throughput_speed_interval_brackets_the_median_and_narrows_with_pairs():
     assert low <= many_low <= 1.0 <= many_high <= high and many_high - many_low < high - low
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--reps", "0"), "--reps must be an integer >= 1, got 0"),
+    (("--rounds", "0"), "--rounds must be an integer >= 1, got 0"),
+    (("--warmup", "-1"), "--warmup must be an integer >= 0, got -1"),
+    (("--min_seconds", "nan"), "--min_seconds must be a number >= 0, got nan"),  # pairs until nan: never done
+])
+def test_throughput_bad_counts_are_one_clear_error(args, message):
+    result = _run("scripts/throughput.py", *args)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message where there is no GPU")
 def test_throughput_on_cuda_without_a_gpu_is_one_clear_error():
     result = _run("scripts/throughput.py", "--accelerator", "cuda", "--quick")

@@ -1,5 +1,6 @@
 """rnn-zoo: recurrent networks, their initializations and training recipes, under Lightning."""
 
+import os
 import sys
 
 from zoo.errors import ZooError
@@ -9,7 +10,7 @@ def _running_zoo_command() -> bool:
     """Whether this process is the ``zoo`` command (console script or ``python -m zoo``): its users expect
     a one-line error, where a library import raises."""
     argv = getattr(sys, "orig_argv", sys.argv)
-    return (bool(sys.argv) and sys.argv[0].rsplit("/", 1)[-1] == "zoo") or any(
+    return (bool(sys.argv) and os.path.basename(sys.argv[0]) == "zoo") or any(
         a == "-m" and b == "zoo" for a, b in zip(argv, argv[1:]))
 
 

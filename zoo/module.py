@@ -296,9 +296,7 @@ class SequenceModel(L.LightningModule):
         losses, self._unchecked_losses = self._unchecked_losses, []
         if self._drop_update:  # a non-finite step under DDP, already counted (or stopped) in training_step
             self._drop_update = False
-            self.grad_norms = {}
-            for p in self.parameters():
-                p.grad = None
+            self._drop_this_update()
             return
         self.grad_norms = {
             name: torch.linalg.vector_norm(p.grad) for name, p in self.named_parameters() if p.grad is not None
@@ -316,6 +314,9 @@ class SequenceModel(L.LightningModule):
             bad = next(name for name, norm in self.grad_norms.items() if not torch.isfinite(norm))
             reason = f"non-finite gradient in {bad}"
         self.on_nonfinite(reason)
+        self._drop_this_update()
+
+    def _drop_this_update(self) -> None:
         self.grad_norms = {}  # nothing of this step reaches the statistics
         for p in self.parameters():
             p.grad = None  # the optimizer leaves a parameter without a gradient untouched: the step is dropped

@@ -16,7 +16,7 @@ import sys
 import warnings
 
 from tasks.adding import TRIVIAL_MSE, AddingProblem
-from tasks.reference import ADDING_REFERENCE, reference_recipe
+from zoo.app.recipes import ADDING_REFERENCE, reference_recipe
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.module import SequenceModel

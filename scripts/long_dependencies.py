@@ -25,12 +25,12 @@ from pathlib import Path
 
 from tasks.adding import AddingProblem
 from tasks.copy_memory import CopyMemory
-from tasks.reference import ADDING_REFERENCE, reference_recipe
+from zoo.app.recipes import ADDING_REFERENCE, reference_recipe
 from zoo.diagnostics import at_length, evaluate_at_lengths, length_factors
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.module import SequenceModel
-from zoo.plots import plot_lengths
+from zoo.app.plots import plot_lengths
 from zoo.train import fit_and_test, seed_run
 
 TASKS = {"adding": AddingProblem, "copy": CopyMemory}

@@ -17,10 +17,10 @@ import sys
 from pathlib import Path
 
 from tasks.datafiles import shared_data_dir
-from zoo import hub
-from zoo.bench import DEFAULT_RECORDS, DEFAULT_WEIGHTS
+from zoo import transport
+from zoo.app.runner import DEFAULT_RECORDS, DEFAULT_WEIGHTS
 from zoo.errors import ZooError
-from zoo.leaderboard import aggregate, load_board
+from zoo.app.boards import aggregate, load_board
 from zoo.pretrained import export
 from zoo.records import test_metric
 
@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tier", default="cpu")
     parser.add_argument("--records", default=DEFAULT_RECORDS)
     parser.add_argument("--weights_dir", default=DEFAULT_WEIGHTS)
-    parser.add_argument("--out", default=str(hub.PACKAGE_WEIGHTS))
+    parser.add_argument("--out", default=str(transport.PACKAGE_WEIGHTS))
     parser.add_argument("--max_mb", type=float, default=20.0)
     args = parser.parse_args(argv)
     records = load_board(args.records)

@@ -6,7 +6,7 @@
 Trains each reference model of ``tasks/reference.py`` (tanh RNN, IRNN, LSTM, GRU) on
 the adding problem at length T with the gradient-over-time probe on (at initialization
 and at the end), then draws both moments in one figure and writes the curves beside it
-as JSON (same name, ``.json``), from which ``zoo.plots`` can draw it again.
+as JSON (same name, ``.json``), from which ``zoo.app.plots`` can draw it again.
 """
 
 from __future__ import annotations
@@ -20,12 +20,12 @@ import warnings
 from pathlib import Path
 
 from tasks.adding import AddingProblem
-from tasks.reference import ADDING_REFERENCE, reference_recipe
+from zoo.app.recipes import ADDING_REFERENCE, reference_recipe
 from zoo.diagnostics import GradientOverTime
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.module import SequenceModel
-from zoo.plots import Run, plot_gradients_over_time
+from zoo.app.plots import Run, plot_gradients_over_time
 from zoo.train import fit_and_test, seed_run
 
 ORDER = ("rnn_tanh_1x128", "irnn_1x128", "lstm_1x128", "gru_1x128")

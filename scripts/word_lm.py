@@ -33,7 +33,7 @@ from lightning.pytorch.callbacks import Callback
 
 from tasks.datafiles import shared_data_dir
 from tasks.language import LanguageModelling
-from tasks.reference import LM_REFERENCE, lm_recipe
+from zoo.app.recipes import LM_REFERENCE, lm_recipe
 from zoo.errors import ZooError
 from zoo.files import write_json_atomic
 from zoo.module import SequenceModel

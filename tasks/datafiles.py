@@ -10,7 +10,7 @@ Sources, in order:
 3. unless offline (``offline=True`` or ``ZOO_OFFLINE=1``; ``HF_DATASETS_OFFLINE=1`` and
    ``HF_HUB_OFFLINE=1`` count too), a download from the file's canonical addresses,
    written to a temporary name, checked, then renamed into the cache;
-4. failing that, the file rebuilt from its Hugging Face Hub dataset (``tasks.hub``),
+4. failing that, the file rebuilt from its Hugging Face Hub dataset (``tasks.hf_datasets``),
    checked the same way.
 
 A missing, truncated or corrupt file is one ``ZooError`` that names the file, its
@@ -177,15 +177,15 @@ def fetch(name: str, *, data_dir: str | os.PathLike | None = None, offline: bool
     if is_offline(offline):
         raise ZooError(f"data file {describe(f)} is not in the cache {cache_dir()} and downloads are off (offline); "
                        f"pass data_dir or set {ENV_DATA_DIR} to a folder with the original files")
-    from tasks import hub  # here, not at the top: hub imports this module
+    from tasks import hf_datasets  # here, not at the top: hub imports this module
 
     try:
         return download(f, cached)
     except ZooError as download_error:
-        if name not in hub.HUB_TEXT:
+        if name not in hf_datasets.HUB_TEXT:
             raise
         try:
-            return hub.fetch_text_from_hub(name)
+            return hf_datasets.fetch_text_from_hub(name)
         except ZooError as hub_error:
             raise ZooError(f"{download_error}; the Hub route failed too: {hub_error}") from hub_error
 

@@ -29,7 +29,7 @@ def _without_user_settings(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _lightning_log_levels():
-    """Commands quiet Lightning's loggers for the whole process (zoo.bench.quiet_lightning); undo it per test."""
+    """Commands quiet Lightning's loggers for the whole process (zoo.app.runner.quiet_lightning); undo it per test."""
     import logging
 
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
@@ -41,7 +41,7 @@ def _lightning_log_levels():
 
 def _tiny_config(model="rnn_tanh.identity.clip1", steps=6, seq_len=12):
     """A study config shrunk to seconds: the same code path as every benchmark run."""
-    from tasks.benchmarks import get_benchmark
+    from zoo.app.catalogue import get_benchmark
 
     config = get_benchmark("gradient_study").run_config("smoke", model)
     config["data"]["args"].update(seq_len=seq_len, batch_size=8, val_size=16, test_size=16, batches_per_epoch=3)

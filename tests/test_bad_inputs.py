@@ -33,11 +33,12 @@ import torch
 from safetensors.torch import save_model
 
 from tasks import AddingProblem, CopyMemory, LanguageModelling, SequentialMNIST, datafiles
-from tasks import hub as data_hub
-from tasks.benchmarks import check_tier, get_benchmark
-from zoo import hub, pretrained, records
-from zoo.bench import load_model_config
-from zoo.cli import main
+from tasks import hf_datasets as data_hub
+from zoo.app import release
+from zoo.app.catalogue import check_tier, get_benchmark
+from zoo import transport, pretrained, records
+from zoo.app.runner import load_model_config
+from zoo.app.cli import main
 from zoo.errors import ZooError
 from zoo.files import sha256_file
 from zoo.init import apply_init
@@ -279,10 +280,10 @@ class Env:
 
     def online(self, mirror: bool = True) -> None:
         """Downloads allowed, from the file:// mirror (no network is ever used)."""
-        for env in hub.OFFLINE_ENVS + datafiles.OFFLINE_ENVS:
+        for env in transport.OFFLINE_ENVS + datafiles.OFFLINE_ENVS:
             self.mp.delenv(env, raising=False)
         if mirror:
-            self.mp.setenv(hub.ENV_MIRROR, self.a.mirror.as_uri())
+            self.mp.setenv(transport.ENV_MIRROR, self.a.mirror.as_uri())
 
     def ckpt(self, name: str) -> Path:
         return self.a.ckpts / name
@@ -292,11 +293,11 @@ class Env:
 def env(tmp_path, assets, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(datafiles, "FILES", assets.files)
-    monkeypatch.setattr(hub, "PACKAGE_WEIGHTS", assets.package)
+    monkeypatch.setattr(transport, "PACKAGE_WEIGHTS", assets.package)
     e = Env(tmp_path, assets, monkeypatch)
-    monkeypatch.setenv(hub.ENV_CACHE, str(e.cache))
+    monkeypatch.setenv(transport.ENV_CACHE, str(e.cache))
     monkeypatch.setenv(datafiles.ENV_CACHE_DIR, str(e.data_cache))
-    for name in (hub.ENV_MIRROR, datafiles.ENV_DATA_DIR, *hub.OFFLINE_ENVS, *datafiles.OFFLINE_ENVS):
+    for name in (transport.ENV_MIRROR, datafiles.ENV_DATA_DIR, *transport.OFFLINE_ENVS, *datafiles.OFFLINE_ENVS):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("ZOO_OFFLINE", "1")  # no case reaches the network; online() lifts it for the file:// mirror
     return e
@@ -549,7 +550,7 @@ CASES = [
     case("record-write-onto-a-folder", lambda e: records.write_record(e.folder("r.json"), {"a": 1}), ZooError,
          r"cannot write .*r.json: it is a folder"),
 
-    # ---------------------------------------------------------------- user model configs (zoo.bench.load_model_config)
+    # ---------------------------------------------------------------- user model configs (zoo.app.runner.load_model_config)
     case("model-config-missing", lambda e: load_model_config(e.tmp / "none.yaml"), ZooError,
          r"model config .*none.yaml does not exist"),
     case("model-config-corrupt-yaml", lambda e: load_model_config(e.yaml("name: a\nbackbone: [unclosed\n")), ZooError,
@@ -588,34 +589,34 @@ CASES = [
     case("model-config-module-wrong-type", lambda e: load_model_config(e.yaml("name: a\nbackbone: {}\nmodule: [1]\n")),
          ZooError, r"module must be a mapping"),
 
-    # ---------------------------------------------------------------- weights: zoo.hub.fetch (cache, mirror, Hub)
+    # ---------------------------------------------------------------- weights: zoo.transport.fetch (cache, mirror, Hub)
     case("hub-local-path-missing",
-         lambda e: hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.tiny")["file"]), path=e.tmp / "x.st"),
+         lambda e: transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.tiny")["file"]), path=e.tmp / "x.st"),
          ZooError, r"no file at .*x.st \(given as the local path of lstm_1x128.tiny.safetensors\)"),
     case("hub-local-path-truncated",
-         lambda e: hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.tiny")["file"]),
+         lambda e: transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.tiny")["file"]),
                              path=e.a.lstm128_truncated), ZooError,
          r"lstm_1x128.tiny.safetensors from .*truncated.safetensors has [\d,]+ bytes, expected [\d,]+: truncated"),
     case("hub-local-path-corrupt",
-         lambda e: hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.tiny")["file"]),
+         lambda e: transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.tiny")["file"]),
                              path=e.a.lstm128_corrupt), ZooError,
          r"lstm_1x128.tiny.safetensors from .*corrupt.safetensors is corrupt or another file: sha256 [0-9a-f]{64}"),
     case("hub-offline-not-available",
-         lambda e: hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.absent")["file"])), ZooError,
+         lambda e: transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.absent")["file"])), ZooError,
          r"lstm_1x128.absent.safetensors is not available offline; tried: .*the cache .*the package"),
     case("hub-mirror-truncated-leaves-nothing",
-         lambda e: (e.online(), hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.truncated")["file"]))),
+         lambda e: (e.online(), transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.truncated")["file"]))),
          ZooError, r"could not get lstm_1x128.truncated.safetensors: .* from file://.* has [\d,]+ bytes, "
                    r"expected [\d,]+: truncated"),
     case("hub-mirror-corrupt-leaves-nothing",
-         lambda e: (e.online(), hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.corrupt")["file"]))),
+         lambda e: (e.online(), transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.corrupt")["file"]))),
          ZooError, r"lstm_1x128.corrupt.safetensors from file://.* is corrupt or another file: sha256"),
     case("hub-mirror-missing-file",
-         lambda e: (e.online(), hub.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.absent")["file"]))),
+         lambda e: (e.online(), transport.fetch(pretrained.file_spec(pretrained.entry("lstm_1x128.absent")["file"]))),
          ZooError, r"could not get lstm_1x128.absent.safetensors: .*could not download file://.*absent.safetensors"),
     case("hub-revision-not-pinned",
          lambda e: (e.online(mirror=False),
-                    hub.fetch(hub.FileSpec("w.safetensors", 1, "0" * 64), hub={"repo": "zoo/w", "revision": "main"})),
+                    transport.fetch(transport.FileSpec("w.safetensors", 1, "0" * 64), hub={"repo": "zoo/w", "revision": "main"})),
          ZooError, r"Hub revision 'main' of zoo/w is not a full 40-character commit hash"),
 
     # ---------------------------------------------------------------- pretrained models (zoo.pretrained)
@@ -641,7 +642,7 @@ CASES = [
     case("pretrained-vocabulary-does-not-match-model", lambda e: pretrained.load("lm_1x4.badvocab"), ZooError,
          r"lm_1x4.badvocab's vocabulary has 7 tokens but the model reads 10"),
     case("pretrained-evaluate-on-another-vocabulary",
-         lambda e: pretrained.evaluate(pretrained.load("lm_1x4.ptb"), data_dir=str(e.a.data)), ZooError,
+         lambda e: release.evaluate(pretrained.load("lm_1x4.ptb"), data_dir=str(e.a.data)), ZooError,
          r"the test data's vocabulary \(8 tokens, from .*\) does not match lm_1x4.ptb's \(10 tokens\)"),
     case("pretrained-encode-unknown-token", lambda e: pretrained.load("lm_1x4.ptb").encode(["a", "zebra"]), ZooError,
          r"token 'zebra' is not in lm_1x4.ptb's vocabulary, which has no <unk>"),
@@ -649,59 +650,59 @@ CASES = [
          lambda e: pretrained.load("lm_1x4.ptb").prepare_images([[0] * 784]), ZooError,
          r"lm_1x4.ptb does not read images; its task is 'ptb'"),
     case("pretrained-evaluate-limit-out-of-range",
-         lambda e: pretrained.evaluate(pretrained.load("lstm_1x128.tiny"), limit_batches=0), ZooError,
+         lambda e: release.evaluate(pretrained.load("lstm_1x128.tiny"), limit_batches=0), ZooError,
          r"limit_batches must be a share of the test batches in \(0, 1\] or a whole count of them, got 0"),
     case("pretrained-download-truncated-leaves-nothing",
          lambda e: (e.online(), pretrained.download("lstm_1x128.truncated")), ZooError,
          r"lstm_1x128.truncated.safetensors from file://.* has [\d,]+ bytes, expected [\d,]+: truncated"),
     case("pretrained-corrupt-manifest",
-         lambda e: (e.mp.setattr(hub, "PACKAGE_WEIGHTS", e.file("pkg/manifest.json", '{"version": 1, "mo').parent),
+         lambda e: (e.mp.setattr(transport, "PACKAGE_WEIGHTS", e.file("pkg/manifest.json", '{"version": 1, "mo').parent),
                     pretrained.load("lstm_1x128.tiny")), ZooError,
          r"manifest .*pkg/manifest.json is not valid JSON \(truncated or corrupt\?\)"),
     case("pretrained-manifest-other-version",
-         lambda e: (e.mp.setattr(hub, "PACKAGE_WEIGHTS",
+         lambda e: (e.mp.setattr(transport, "PACKAGE_WEIGHTS",
                                  e.file("pkg/manifest.json", '{"version": 2, "models": {}}').parent),
                     pretrained.entry("lstm_1x128.tiny")), ZooError,
          r"manifest.json has manifest version 2; this rnn-zoo reads 1"),
 
     # ---------------------------------------------------------------- export a run (zoo.pretrained.export): nothing partial
-    case("export-record-missing", lambda e: pretrained.export(e.tmp / "none.json", e.tmp / "release"), ZooError,
+    case("export-record-missing", lambda e: release.export(e.tmp / "none.json", e.tmp / "release"), ZooError,
          r"run record .*none.json does not exist"),
     case("export-record-other-schema-version",
-         lambda e: pretrained.export(e.record(schema_version=0), e.tmp / "release", weights_dir=e.a.weights_dir),
+         lambda e: release.export(e.record(schema_version=0), e.tmp / "release", weights_dir=e.a.weights_dir),
          ZooError, r"has schema version 0; this rnn-zoo reads version 1"),
     case("export-record-truncated",
-         lambda e: pretrained.export(e.record_text("cut.json", 0.9), e.tmp / "release", weights_dir=e.a.weights_dir),
+         lambda e: release.export(e.record_text("cut.json", 0.9), e.tmp / "release", weights_dir=e.a.weights_dir),
          ZooError, r"run record .*cut.json is not valid JSON \(truncated or corrupt\?\)"),
     case("export-diverged-run",
-         lambda e: pretrained.export(e.record(diverged=True, weights=None), e.tmp / "release"), ZooError,
+         lambda e: release.export(e.record(diverged=True, weights=None), e.tmp / "release"), ZooError,
          r"run adding_t100.smoke.gru_1x128.s0 has no weights to export \(it diverged\)"),
-    case("export-weights-missing", lambda e: pretrained.export(e.record(), e.tmp / "release", weights_dir=e.tmp),
+    case("export-weights-missing", lambda e: release.export(e.record(), e.tmp / "release", weights_dir=e.tmp),
          ZooError, r"the weights of adding_t100.smoke.gru_1x128.s0 are not at .*; pass --weights_dir"),
     case("export-weights-of-another-run",
-         lambda e: pretrained.export(
+         lambda e: release.export(
              e.record(weights={**json.loads(e.a.record_text)["weights"], "sha256": sha256_file(e.a.lstm128)}),
              e.tmp / "release", weights_dir=e.a.weights_dir), ZooError,
          r"adding_t100.smoke.gru_1x128.s0.safetensors is not the file run adding_t100.smoke.gru_1x128.s0 wrote: "
          r"its sha256 differs"),
     case("export-unknown-data-class",
-         lambda e: pretrained.export(e.record(config={**json.loads(e.a.record_text)["config"],
+         lambda e: release.export(e.record(config={**json.loads(e.a.record_text)["config"],
                                                       "data": {"class": "ImageNet", "args": {}}}),
                                      e.tmp / "release", weights_dir=e.a.weights_dir), ZooError,
          r"unknown DataModule 'ImageNet'; valid choices: AddingProblem, CopyMemory, LanguageModelling"),
     case("export-language-model-without-its-data-leaves-nothing",
-         lambda e: pretrained.export(e.record(config={**json.loads(e.a.record_text)["config"], "data": {
+         lambda e: release.export(e.record(config={**json.loads(e.a.record_text)["config"], "data": {
              "class": "LanguageModelling", "args": {"corpus": "ptb"}}}), e.tmp / "release",
              weights_dir=e.a.weights_dir, data_dir=str(e.folder("no_data"))), ZooError,
          r"data file .*ptb/ptb.train.txt is missing from data folder"),
     case("export-out-is-a-file",
-         lambda e: pretrained.export(e.record(), e.file("release", "x"), weights_dir=e.a.weights_dir), ZooError,
+         lambda e: release.export(e.record(), e.file("release", "x"), weights_dir=e.a.weights_dir), ZooError,
          r"out '.*release' is a file, not a folder"),
     case("export-tag-is-a-path",
-         lambda e: pretrained.export(e.record(), e.tmp / "release", weights_dir=e.a.weights_dir, tag="../up"),
+         lambda e: release.export(e.record(), e.tmp / "release", weights_dir=e.a.weights_dir, tag="../up"),
          ZooError, r"tag '../up' must be letters, digits, '_' and '-'"),
     case("export-corrupt-manifest-in-out",
-         lambda e: pretrained.export(e.record(), e.file("release/manifest.json", "{").parent,
+         lambda e: release.export(e.record(), e.file("release/manifest.json", "{").parent,
                                      weights_dir=e.a.weights_dir), ZooError,
          r"manifest .*release/manifest.json is not valid JSON"),
 

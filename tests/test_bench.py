@@ -10,9 +10,9 @@ import math
 import pytest
 from safetensors.torch import load_file
 
-from tasks.benchmarks import BENCHMARKS, STUDY_ACTIVATIONS, STUDY_CLIPS, STUDY_INITS, TIERS, get_benchmark
-from zoo.bench import execute, reproduce, run_benchmark
-from zoo.cli import main
+from zoo.app.catalogue import BENCHMARKS, STUDY_ACTIVATIONS, STUDY_CLIPS, STUDY_INITS, TIERS, get_benchmark
+from zoo.app.runner import execute, reproduce, run_benchmark
+from zoo.app.cli import main
 from zoo.errors import ZooError
 from zoo.files import sha256_file
 from zoo.records import SCHEMA_VERSION, read_record, record_path, write_record
@@ -277,7 +277,7 @@ def test_two_suites_on_one_records_folder_lose_nothing_and_run_nothing_twice(tmp
 def test_wandb_run_id_is_recorded(tmp_path):
     pytest.importorskip("wandb")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    result = subprocess.run([sys.executable, "-m", "zoo.cli", "bench", "run", "adding_t100", "--tier", "smoke",
+    result = subprocess.run([sys.executable, "-m", "zoo.app.cli", "bench", "run", "adding_t100", "--tier", "smoke",
                              "--models", "rnn_tanh_1x128", "--records", "r", "--weights", "w", "--wandb",
                              "--no_progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from zoo import runtime
-from zoo.cli import main
+from zoo.app.cli import main
 
 TINY = ["--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8", "--data.batches_per_epoch", "3",
         "--data.val_size", "16", "--data.test_size", "16", "--trainer.max_steps", "4",

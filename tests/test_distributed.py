@@ -26,7 +26,7 @@ import torch
 from lightning.pytorch.plugins import MixedPrecision
 from torch.utils.data import DataLoader, TensorDataset
 
-import zoo.cli
+import zoo.app.cli
 from tasks.adding import AddingProblem, make_adding
 from zoo.diagnostics import default_diagnostics
 from zoo.models.rnn import RNNBackbone, RNNConfig
@@ -345,15 +345,15 @@ def test_fp16_grad_scaler_overflow_is_not_divergence(cell):
 def test_zoo_fit_takes_mixed_precision(tmp_path, monkeypatch, accelerator, precision):
     monkeypatch.chdir(tmp_path)
     seen = {}
-    run_cli = zoo.cli.run_cli
-    monkeypatch.setattr(zoo.cli, "run_cli", lambda args=None: seen.setdefault("cli", run_cli(args)))
+    run_cli = zoo.app.cli.run_cli
+    monkeypatch.setattr(zoo.app.cli, "run_cli", lambda args=None: seen.setdefault("cli", run_cli(args)))
     args = ["fit", "--data", "AddingProblem", "--data.seq_len", str(SEQ_LEN), "--data.batch_size", "8",
             "--data.batches_per_epoch", "2", "--data.val_size", "16", "--data.test_size", "16",
             "--model.backbone.cell", "lstm", "--model.backbone.hidden_size", "8", "--trainer.max_steps", "2",
             "--trainer.gradient_clip_val", "1.0", "--trainer.logger", "false", "--trainer.enable_progress_bar",
             "false", "--trainer.enable_model_summary", "false", "--seed_everything", "0", "--diagnostics_every_n_steps",
             "1", "--trainer.accelerator", accelerator, "--trainer.precision", precision]
-    assert zoo.cli.main(args) == 0
+    assert zoo.app.cli.main(args) == 0
     trainer, model = seen["cli"].trainer, seen["cli"].model
     assert trainer.precision == precision and isinstance(trainer.precision_plugin, MixedPrecision)
     assert trainer.global_step == 2 and model.skipped_steps == 0

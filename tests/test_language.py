@@ -4,7 +4,7 @@ import lightning as L
 import pytest
 import torch
 
-from tasks import datafiles, hub
+from tasks import datafiles, hf_datasets
 from tasks.datafiles import shared_data_dir
 from tasks.language import EOS, LanguageModelling, Windows, word_tokens
 from zoo.errors import ZooError
@@ -187,8 +187,8 @@ def test_hub_rows_that_do_not_rebuild_the_file_are_rejected(tmp_path, monkeypatc
     _register(monkeypatch, tmp_path / "originals", {"tinyshakespeare/input.txt": "To be, or not to be\n"})
     _write_hub_dataset(tmp_path / "hub", "karpathy/tiny_shakespeare", "default",
                        {"train": ["To be, or not "], "validation": ["to be"], "test": ["?\n"]}, "text")
-    monkeypatch.setattr(hub, "HUB_TEXT", {**hub.HUB_TEXT, "tinyshakespeare/input.txt": hub.HubText(
-        "karpathy/tiny_shakespeare", "default", ("train", "validation", "test"), "text", hub._concatenate)})
+    monkeypatch.setattr(hf_datasets, "HUB_TEXT", {**hf_datasets.HUB_TEXT, "tinyshakespeare/input.txt": hf_datasets.HubText(
+        "karpathy/tiny_shakespeare", "default", ("train", "validation", "test"), "text", hf_datasets._concatenate)})
     monkeypatch.setenv("ZOO_HUB_ROOT", str(tmp_path / "hub"))
     monkeypatch.setenv("ZOO_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
@@ -218,7 +218,7 @@ def test_real_corpora(corpus, vocab, sizes):
 
 
 def test_cli_trains_and_tests_a_language_model(tiny_ptb, tmp_path, monkeypatch):
-    from zoo.cli import main
+    from zoo.app.cli import main
 
     monkeypatch.chdir(tmp_path)
     args = ["--data", "tasks.LanguageModelling", "--data.corpus", "ptb", "--data.data_dir", str(tiny_ptb),

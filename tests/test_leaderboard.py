@@ -6,10 +6,10 @@ import statistics
 
 import pytest
 
-from zoo.bench import execute
-from zoo.cli import main
+from zoo.app.runner import execute
+from zoo.app.cli import main
 from zoo.errors import ZooError
-from zoo.leaderboard import aggregate, build, compare
+from zoo.app.boards import aggregate, build, compare
 from zoo.records import record_path, write_record
 
 

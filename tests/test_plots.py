@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.cli import main
-from zoo.plots import load_run, plot_lengths, read_metrics
+from zoo.app.cli import main
+from zoo.app.plots import load_run, plot_lengths, read_metrics
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY = ["--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8", "--data.batches_per_epoch", "4",
@@ -64,7 +64,7 @@ def test_wandb_offline(tmp_path):
     """wandb when asked, with no network: WANDB_MODE=offline keeps the run on disk for a later `wandb sync`."""
     pytest.importorskip("wandb")
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp_path), "WANDB_SILENT": "true"}
-    result = subprocess.run([sys.executable, "-m", "zoo.cli", "fit", *TINY, "--trainer.logger+=WandbLogger",
+    result = subprocess.run([sys.executable, "-m", "zoo.app.cli", "fit", *TINY, "--trainer.logger+=WandbLogger",
                              "--trainer.logger.save_dir", str(tmp_path), "--trainer.logger.project", "rnn-zoo-test"],
                             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

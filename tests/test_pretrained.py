@@ -11,9 +11,10 @@ import torch
 from safetensors.torch import load_file
 
 from tasks.datafiles import shared_data_dir
-from zoo import hub, pretrained
-from zoo.bench import execute, write_record
-from zoo.cli import main
+from zoo.app import release as zoo_release
+from zoo import transport, pretrained
+from zoo.app.runner import execute, write_record
+from zoo.app.cli import main
 from zoo.errors import ZooError
 from zoo.files import sha256_file
 from zoo.registry import architecture, list_models
@@ -27,7 +28,7 @@ def release(tmp_path_factory, tiny_config):
     root = tmp_path_factory.mktemp("release")
     record = execute(tiny_config("rnn_tanh.identity.clip1", steps=4), 0, weights_dir=root / "weights")
     path = write_record(root / "record.json", record)
-    name, card = pretrained.export(path, root / "out", weights_dir=root / "weights", tag="tiny")
+    name, card = zoo_release.export(path, root / "out", weights_dir=root / "weights", tag="tiny")
     return root, name, card
 
 
@@ -39,10 +40,10 @@ def isolated(tmp_path, monkeypatch, release):
     package.mkdir()
     manifest = json.loads((root / "out" / "manifest.json").read_text())
     (package / "manifest.json").write_text(json.dumps(manifest))
-    monkeypatch.setattr(hub, "PACKAGE_WEIGHTS", package)
-    monkeypatch.setenv(hub.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(hub.ENV_MIRROR, raising=False)
-    for env in hub.OFFLINE_ENVS:
+    monkeypatch.setattr(transport, "PACKAGE_WEIGHTS", package)
+    monkeypatch.setenv(transport.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.delenv(transport.ENV_MIRROR, raising=False)
+    for env in transport.OFFLINE_ENVS:
         monkeypatch.delenv(env, raising=False)
     return package, root / "out", name, card
 
@@ -65,7 +66,7 @@ def test_load_from_the_package_and_it_evaluates(isolated):
     shutil.copy(out / card["file"]["name"], package)
     model = pretrained.load(name)
     assert not model.model.training and model.vocab is None
-    value = pretrained.evaluate(model)
+    value = zoo_release.evaluate(model)
     assert value == pytest.approx(card["metrics"]["mse"], rel=1e-5)
 
 
@@ -92,7 +93,7 @@ def test_http_mirror_good_corrupt_truncated_and_missing(isolated, tmp_path, monk
         manifest["models"][f"m.{kind}"] = {**card, "file": {**card["file"], "name": f"{kind}.safetensors"}}
     (package / "manifest.json").write_text(json.dumps(manifest))
     server = serve(site)
-    monkeypatch.setenv(hub.ENV_MIRROR, f"http://127.0.0.1:{server.server_address[1]}/")
+    monkeypatch.setenv(transport.ENV_MIRROR, f"http://127.0.0.1:{server.server_address[1]}/")
     try:
         assert pretrained.load("m.good").card["file"]["name"] == "good.safetensors"
         for kind, message in (("corrupt", "is corrupt or another file: sha256"), ("truncated", "truncated"),
@@ -143,7 +144,7 @@ def test_weights_of_another_architecture_and_unknown_names(isolated):
 def test_hub_revision_must_be_pinned(isolated):
     package, out, name, card = isolated
     with pytest.raises(ZooError, match="is not a full 40-character commit hash"):
-        hub.download_hub("someone/weights", "main", hub.FileSpec("x", 1, "0" * 64))
+        transport.download_hub("someone/weights", "main", transport.FileSpec("x", 1, "0" * 64))
 
 
 def test_list_models_with_wildcards(isolated):
@@ -177,17 +178,17 @@ def test_cli(isolated, capsys, tmp_path):
 def test_shipped_card_matches_its_weights(name):
     """torchvision's schema test: size, sha256 and parameter count recomputed from the real file."""
     card = SHIPPED[name]
-    path = hub.PACKAGE_WEIGHTS / card["file"]["name"]
+    path = transport.PACKAGE_WEIGHTS / card["file"]["name"]
     assert path.stat().st_size == card["file"]["bytes"]
     assert sha256_file(path) == card["file"]["sha256"]
     model = pretrained.load(name)
     assert sum(p.numel() for p in model.model.parameters()) == card["params"]
     for extra in card.get("extras", {}).values():
-        assert sha256_file(hub.PACKAGE_WEIGHTS / extra["name"]) == extra["sha256"]
+        assert sha256_file(transport.PACKAGE_WEIGHTS / extra["name"]) == extra["sha256"]
 
 
 def test_shipped_weights_stay_under_20_mb():
-    total = sum(p.stat().st_size for p in hub.PACKAGE_WEIGHTS.glob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in transport.PACKAGE_WEIGHTS.glob("*") if p.is_file())
     assert total < 20 * 2**20
 
 
@@ -197,15 +198,15 @@ def test_shipped_model_scores_its_card_on_a_slice(name):
     if card["data"]["class"] in ("SequentialMNIST", "LanguageModelling") and shared_data_dir() is None:
         pytest.skip("needs the real test set (../shared/data)")
     model = pretrained.load(name)
-    value = pretrained.evaluate(model, limit_batches=0.2, data_dir=str(shared_data_dir()) if shared_data_dir() else None)
+    value = zoo_release.evaluate(model, limit_batches=0.2, data_dir=str(shared_data_dir()) if shared_data_dir() else None)
     expected = card["metrics"][card["metric"]]
-    assert abs(value - expected) <= pretrained.SLICE_TOLERANCE * abs(expected), (value, expected)
+    assert abs(value - expected) <= zoo_release.SLICE_TOLERANCE * abs(expected), (value, expected)
     assert torch.isfinite(torch.tensor(value))
 
 
 def test_language_model_release_carries_its_vocabulary(tmp_path, monkeypatch):
     from tasks import datafiles
-    from tasks.benchmarks import get_benchmark
+    from zoo.app.catalogue import get_benchmark
 
     known = dict(datafiles.FILES)
     texts = {"train": " the cat sat \n a dog ran <unk> \n" * 30, "valid": " a cat ran \n" * 10, "test": " the dog sat \n" * 10}
@@ -221,18 +222,18 @@ def test_language_model_release_carries_its_vocabulary(tmp_path, monkeypatch):
     data_dir = str(tmp_path / "data")
     record = execute(config, 0, data_dir=data_dir, weights_dir=tmp_path / "w")
     assert set(record["data"]) == {"ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"}  # the files' sha256
-    name, card = pretrained.export(write_record(tmp_path / "r.json", record), tmp_path / "out",
+    name, card = zoo_release.export(write_record(tmp_path / "r.json", record), tmp_path / "out",
                                    weights_dir=tmp_path / "w", data_dir=data_dir)
     assert name == "lstm_2x200.ptb_word" and card["extras"]["vocab"]["name"] == "lstm_2x200.ptb_word.vocab.json"
     assert "research use only" in card["data_licence"]
-    monkeypatch.setattr(hub, "PACKAGE_WEIGHTS", tmp_path / "out")
-    monkeypatch.setenv(hub.ENV_CACHE, str(tmp_path / "cache"))
+    monkeypatch.setattr(transport, "PACKAGE_WEIGHTS", tmp_path / "out")
+    monkeypatch.setenv(transport.ENV_CACHE, str(tmp_path / "cache"))
     model = pretrained.load(name)
     assert model.vocab[:4] == ["the", "cat", "sat", "<eos>"] and len(model.vocab) == card["task"]["input_size"]
     ids = model.encode(["the", "zebra"])
     assert ids.tolist() == [[0, model.vocab.index("<unk>")]]
     assert model.model(ids).shape == (1, 2, len(model.vocab))
-    value = pretrained.evaluate(model, data_dir=data_dir)
+    value = zoo_release.evaluate(model, data_dir=data_dir)
     assert value == pytest.approx(card["metrics"]["perplexity"], rel=1e-5)
 
 
@@ -264,9 +265,9 @@ def test_hub_route_is_checked_like_any_download(isolated, tmp_path, monkeypatch)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
     spec = pretrained.file_spec(card["file"])
     revision = "a" * 40
-    path = hub.fetch(spec, hub={"repo": "zoo/good", "revision": revision})
+    path = transport.fetch(spec, hub={"repo": "zoo/good", "revision": revision})
     assert calls == [("zoo/good", card["file"]["name"], revision)] and path.parent.parent == tmp_path / "cache"
     (path).unlink()
     with pytest.raises(ZooError, match="from Hub repo zoo/bad@aaaaaaaaaaaa has .* truncated or another file"):
-        hub.fetch(spec, hub={"repo": "zoo/bad", "revision": revision})
+        transport.fetch(spec, hub={"repo": "zoo/bad", "revision": revision})
     assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]

@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tasks.reference import ADDING_REFERENCE
+from zoo.app.recipes import ADDING_REFERENCE
 
 SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "adding_reference.py"
 

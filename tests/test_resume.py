@@ -22,7 +22,7 @@ from lightning.pytorch.callbacks import Callback
 from torch.utils.data import TensorDataset
 
 from tasks.loaders import EpochShuffle, ResumableLoader, made_ahead, on_accelerator
-from zoo.bench import execute
+from zoo.app.runner import execute
 from zoo.errors import ZooError
 from zoo.resume import LAST, capture_random_states, restore_random_states
 
@@ -33,7 +33,7 @@ import zoo  # first: flushes denormals
 import json, sys, time
 from pathlib import Path
 from lightning.pytorch.callbacks import Callback
-from zoo.bench import execute
+from zoo.app.runner import execute
 
 class PauseAt(Callback):
     '''At optimizer step k: tell the parent, then wait to be killed.'''
@@ -126,7 +126,7 @@ class InterruptAt(Callback):
 
 def test_a_language_model_resumes_its_carried_state_and_dropout(tmp_path, tiny_ptb):
     """Truncated BPTT carries the hidden state from batch to batch: a resume must bring it back."""
-    from tasks.benchmarks import get_benchmark
+    from zoo.app.catalogue import get_benchmark
 
     config = get_benchmark("ptb_word").run_config("smoke", "lstm_2x200")
     config["data"]["args"].update(batch_size=2, bptt=5, data_dir=str(tiny_ptb))

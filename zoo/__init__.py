@@ -20,7 +20,7 @@ try:
 except ZooError as err:  # a ZOO_FLUSH_DENORMAL that is not a boolean
     if _running_zoo_command():
         print(f"zoo: error: {err}", file=sys.stderr)
-        sys.exit(2)  # as zoo.cli.main's other errors
+        sys.exit(2)  # as zoo.app.cli.main's other errors
     raise
 from zoo.init import INIT_SCHEMES
 from zoo.models.rnn import RNNBackbone, RNNConfig

@@ -70,6 +70,12 @@ class SequenceModel(L.LightningModule):
     dropped: only what the head reads is.
     """
 
+    @classmethod
+    def from_config(cls, model: dict[str, Any], task: TaskSpec | dict[str, Any]) -> SequenceModel:
+        """The model a run config's ``model`` section describes (``backbone``, ``optim``, ``module``)."""
+        return cls(task, RNNConfig.coerce(model["backbone"]), OptimConfig.coerce(model.get("optim") or {}),
+                   **model.get("module", {}))
+
     def __init__(
         self,
         task: TaskSpec,

@@ -7,7 +7,7 @@ register, and a thread copies it from its parent when it starts, so it has to be
 before torch starts its intra-op thread pool, i.e. at import time of ``zoo``.
 
 ``ZOO_FLUSH_DENORMAL=0`` in the environment keeps denormals; ``zoo fit
---flush_denormal false`` does the same for one run (see ``zoo.cli``).
+--flush_denormal false`` does the same for one run (see ``zoo.app.cli``).
 """
 
 from __future__ import annotations

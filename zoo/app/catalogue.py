@@ -1,7 +1,7 @@
 """The benchmarks: each defined once, here: task settings, models, seeds, budgets per tier, anchors.
 
 A benchmark resolves, for a tier and a model, to a run config: plain JSON that says
-everything the run depends on (``Benchmark.run_config``). The runner (``zoo.bench``)
+everything the run depends on (``Benchmark.run_config``). The runner (``zoo.app.runner``)
 executes a config, the record keeps it, and ``zoo reproduce`` runs it again from the
 record, so a change here never changes what an old record means.
 
@@ -16,7 +16,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from tasks.reference import ADDING_REFERENCE, LM_REFERENCE, Recipe
+from zoo.app.recipes import ADDING_REFERENCE, LM_REFERENCE, Recipe
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
 from zoo.optim import OptimConfig

@@ -3,7 +3,7 @@
     zoo fit --data AddingProblem --data.seq_len 200 --model.backbone.cell gru --trainer.max_steps 2000
     zoo fit --config run.yaml --print_config
     zoo plot runs/lightning_logs/version_0 --out figures/
-    zoo bench run adding_t100 --tier cpu; zoo leaderboard build; zoo reproduce RECORD   (see zoo.commands)
+    zoo bench run adding_t100 --tier cpu; zoo leaderboard build; zoo reproduce RECORD   (see zoo.app.commands)
 
 The model is ``SequenceModel``; its ``task`` is not an option but is taken from the
 DataModule's ``task_spec`` once the data is built, so the head and loss always match
@@ -229,11 +229,11 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         if args[:1] == ["plot"]:
-            from zoo.plots import main as plot_main  # matplotlib only when plotting
+            from zoo.app.plots import main as plot_main  # matplotlib only when plotting
 
             return plot_main(args[1:])
         if args[:1] in (["bench"], ["leaderboard"], ["reproduce"], ["pretrained"]):
-            from zoo import commands
+            from zoo.app import commands
 
             return getattr(commands, f"{args[0]}_main")(args[1:])
         check_arguments(args)

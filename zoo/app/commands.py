@@ -17,7 +17,7 @@ import argparse
 import json
 from pathlib import Path
 
-from zoo.bench import DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
+from zoo.app.runner import DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
 from zoo.errors import check_choice
 from zoo.files import check_folder
 
@@ -25,7 +25,7 @@ ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")  # Lightning's accel
 
 
 def bench_main(argv: list[str]) -> int:
-    from tasks.benchmarks import BENCHMARKS, TIERS
+    from zoo.app.catalogue import BENCHMARKS, TIERS
 
     parser = argparse.ArgumentParser(prog="zoo bench", description="Run benchmarks; one record per (model, seed).")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -75,7 +75,7 @@ def bench_main(argv: list[str]) -> int:
 
 
 def leaderboard_main(argv: list[str]) -> int:
-    from zoo.leaderboard import build, compare, compare_text
+    from zoo.app.boards import build, compare, compare_text
 
     parser = argparse.ArgumentParser(prog="zoo leaderboard", description="Tables from run records.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -122,6 +122,7 @@ def reproduce_main(argv: list[str]) -> int:
 
 def pretrained_main(argv: list[str]) -> int:
     from zoo import pretrained
+    from zoo.app import release
     from zoo.registry import list_models
 
     parser = argparse.ArgumentParser(prog="zoo pretrained", description="Pretrained models: list, info, download, "
@@ -154,24 +155,24 @@ def pretrained_main(argv: list[str]) -> int:
         return 0
     if args.command == "info":
         card = pretrained.entry(args.name)
-        print(json.dumps(card, indent=2) if args.json else pretrained.card_text(args.name, card))
+        print(json.dumps(card, indent=2) if args.json else release.card_text(args.name, card))
         return 0
     if args.command == "download":
         for path in pretrained.download(args.name):
             print(path)
         return 0
     if args.command == "export":
-        name, card = pretrained.export(args.record, args.out, weights_dir=args.weights_dir, tag=args.tag,
+        name, card = release.export(args.record, args.out, weights_dir=args.weights_dir, tag=args.tag,
                                        data_dir=args.data_dir)
         print(f"{name}: {card['file']['name']} ({card['file']['bytes']:,} bytes, sha256 {card['file']['sha256']}) "
               f"and its card in {args.out}")
         return 0
     limit = int(args.limit_batches) if args.limit_batches > 1 else args.limit_batches
-    tolerance = 1e-3 if limit == 1.0 else pretrained.SLICE_TOLERANCE
+    tolerance = 1e-3 if limit == 1.0 else release.SLICE_TOLERANCE
     failed = 0
     for name in args.names or list(pretrained.manifest()):
         model = pretrained.load(name)
-        value = pretrained.evaluate(model, limit_batches=limit, data_dir=args.data_dir)
+        value = release.evaluate(model, limit_batches=limit, data_dir=args.data_dir)
         card = model.card["metrics"][model.card["metric"]]
         ok = abs(value - card) <= tolerance * abs(card)
         failed += not ok

@@ -185,7 +185,7 @@ def anchors_table(benchmark) -> str:
 
 def board_markdown(name: str, tier: str, rows: list[dict[str, Any]], records: list[dict[str, Any]],
                    figures: list[Path]) -> str:
-    from tasks.benchmarks import BENCHMARKS
+    from zoo.app.catalogue import BENCHMARKS
 
     bench = BENCHMARKS.get(name)
     task = records[0]["task"]
@@ -223,9 +223,9 @@ def records_path_hint(rid: str, records: list[dict[str, Any]]) -> str:
 
 def write_figures(name: str, tier: str, rows: list[dict[str, Any]], records: list[dict[str, Any]],
                   out: Path) -> list[Path]:
-    from zoo.plots import plot_final_gradients, plot_study
+    from zoo.app.plots import plot_final_gradients, plot_study
 
-    from tasks.benchmarks import BENCHMARKS
+    from zoo.app.catalogue import BENCHMARKS
 
     figures = []
     bench = BENCHMARKS.get(name)

@@ -51,12 +51,9 @@ def build_data(config: dict[str, Any], data_dir: str | None = None):
 
 
 def build_model(config: dict[str, Any], task):
-    from zoo.models.rnn import RNNConfig
     from zoo.module import SequenceModel
-    from zoo.optim import OptimConfig
 
-    m = config["model"]
-    return SequenceModel(task, RNNConfig(**m["backbone"]), OptimConfig(**m["optim"]), **m["module"])
+    return SequenceModel.from_config(config["model"], task)
 
 
 def save_weights(model, path: Path) -> dict[str, Any]:
@@ -225,7 +222,7 @@ def load_model_config(path: str | os.PathLike):
 
     import yaml
 
-    from tasks.reference import Recipe
+    from zoo.app.recipes import Recipe
     from zoo.models.rnn import RNNConfig
     from zoo.optim import OptimConfig
 
@@ -278,7 +275,7 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
 
     from tqdm.auto import tqdm
 
-    from tasks.benchmarks import check_tier, get_benchmark
+    from zoo.app.catalogue import check_tier, get_benchmark
 
     bench = get_benchmark(name)
     check_tier(tier)

@@ -29,7 +29,7 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from tasks.adding import AddingProblem
-from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, ConvergenceMonitor, GradientOverTime, SpectralMonitor, StabilityMonitor
+from zoo.diagnostics import DIAGNOSTICS_EVERY_N_STEPS, ConvergenceMonitor, GradientOverTime, SpectralMonitor, StabilityMonitor
 from zoo.models.rnn import CELLS, RNNConfig
 from zoo.module import SequenceModel
 from zoo.train import seed_run
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seq_len", type=int, nargs="+", default=[28, 200])
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--warmup", type=int, default=5)
-    parser.add_argument("--every_n_steps", type=int, default=DEFAULT_EVERY_N_STEPS)
+    parser.add_argument("--every_n_steps", type=int, default=DIAGNOSTICS_EVERY_N_STEPS)
     args = parser.parse_args(argv)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", module="lightning")

@@ -18,10 +18,10 @@ from pathlib import Path
 
 from tasks.datafiles import shared_data_dir
 from zoo import transport
+from zoo.app.boards import aggregate, load_board
+from zoo.app.release import export
 from zoo.app.runner import DEFAULT_RECORDS, DEFAULT_WEIGHTS
 from zoo.errors import ZooError
-from zoo.app.boards import aggregate, load_board
-from zoo.pretrained import export
 from zoo.records import test_metric
 
 

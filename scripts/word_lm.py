@@ -4,7 +4,7 @@
     python scripts/word_lm.py --recipe wikitext2_examples --max_minutes 45 --accelerator auto
     python scripts/word_lm.py --epochs 1 --limit_train_batches 50   # a quick look
 
-Recipes (``tasks/reference.py``, ``LM_REFERENCE``):
+Recipes (the benchmarks ``ptb_word`` and ``wikitext2_word`` in ``zoo/app/catalogue.py``):
 - ``ptb_small``: 2-layer LSTM, 200 units, no dropout, every weight U(-0.1, 0.1), BPTT 20,
   batch 20, SGD with gradient norm clipped and the lr halved after each epoch from the 5th
   on, 13 epochs. TensorFlow's ptb_word_lm reports 115.9 test perplexity.
@@ -33,11 +33,14 @@ from lightning.pytorch.callbacks import Callback
 
 from tasks.datafiles import shared_data_dir
 from tasks.language import LanguageModelling
-from zoo.app.recipes import LM_REFERENCE, lm_recipe
-from zoo.errors import ZooError
+from zoo.app.catalogue import get_benchmark
+from zoo.errors import ZooError, check_choice
 from zoo.files import write_json_atomic
 from zoo.module import SequenceModel
 from zoo.train import fit_and_test, seed_run
+
+# The published recipes, by the name this script has always taken, and the benchmark that holds each.
+RECIPES = {"ptb_small": "ptb_word", "wikitext2_examples": "wikitext2_word"}
 
 
 def batch_limit(text: str) -> int | float:
@@ -70,7 +73,7 @@ class EpochReport(Callback):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--recipe", default="ptb_small", help=f"one of: {', '.join(LM_REFERENCE)}")
+    parser.add_argument("--recipe", default="ptb_small", help=f"one of: {', '.join(RECIPES)}")
     parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's")
     parser.add_argument("--max_minutes", type=float, default=None, help="training budget, wall-clock minutes")
     parser.add_argument("--data_dir", default=None, help="folder of the original files (default: ../shared/data if present)")
@@ -87,18 +90,18 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", module="lightning")
     data_dir = args.data_dir or (str(shared_data_dir()) if shared_data_dir() else None)
     try:
-        recipe = lm_recipe(args.recipe)
-        data = LanguageModelling(recipe.corpus, batch_size=recipe.batch_size, bptt=recipe.bptt,
-                                 eval_batch_size=args.eval_batch_size, data_dir=data_dir)
+        bench = get_benchmark(RECIPES[check_choice("language-model recipe", args.recipe, RECIPES)])
+        (recipe,) = bench.models.values()
+        anchor = bench.anchors[0]
+        data = LanguageModelling(**bench.data_args, eval_batch_size=args.eval_batch_size, data_dir=data_dir)
         seed_run(args.seed)
-        model = SequenceModel(data.task_spec, recipe.backbone, recipe.optim, tie_weights=recipe.tie_weights,
-                              io_dropout=recipe.io_dropout)
+        model = SequenceModel(data.task_spec, recipe.backbone, recipe.optim, **recipe.module)
     except ZooError as err:
         parser.error(str(err))
-    epochs = args.epochs or recipe.epochs
+    epochs = args.epochs or bench.budget("full").max_epochs
     params = sum(p.numel() for p in model.parameters())
     cfg = recipe.backbone
-    print(f"{recipe.name}: {data.corpus.name} word, vocab {len(data.vocab)}, {cfg.num_layers}x{cfg.hidden_size} "
+    print(f"{args.recipe}: {data.corpus.name} word, vocab {len(data.vocab)}, {cfg.num_layers}x{cfg.hidden_size} "
           f"{cfg.cell.upper()}, {params:,} parameters, {epochs} epochs", flush=True)
     report = EpochReport()
     trainer_kwargs = {"max_epochs": epochs, "limit_train_batches": args.limit_train_batches,
@@ -110,14 +113,14 @@ def main(argv: list[str] | None = None) -> int:
                           stop_at_target=False, trainer_kwargs=trainer_kwargs)
     test_ppl = result.test["perplexity"]
     device = result.device
-    print(f"test perplexity {test_ppl:.2f} (published anchor {recipe.anchor}; unigram baseline "
+    print(f"test perplexity {test_ppl:.2f} (published anchor {anchor.value}; unigram baseline "
           f"{data.task_spec.baselines['perplexity']:.1f}); {len(report.rows)} epochs, {result.steps} steps, "
           f"{result.seconds / 60:.1f} min training on {device}")
     if args.json:
-        write_json_atomic(args.json, dict(recipe=recipe.name, corpus=recipe.corpus, seed=args.seed, params=params,
+        write_json_atomic(args.json, dict(recipe=args.recipe, model=recipe.name, corpus=bench.data_args["corpus"], seed=args.seed, params=params,
                                           epochs=report.rows, steps=result.steps, seconds=result.seconds,
-                                          test_perplexity=test_ppl, anchor=recipe.anchor,
-                                          anchor_source=recipe.anchor_source, device=device))
+                                          test_perplexity=test_ppl, anchor=anchor.value,
+                                          anchor_source=anchor.source, device=device))
     return 0
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import tempfile
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -177,17 +178,28 @@ def fetch(name: str, *, data_dir: str | os.PathLike | None = None, offline: bool
     if is_offline(offline):
         raise ZooError(f"data file {describe(f)} is not in the cache {cache_dir()} and downloads are off (offline); "
                        f"pass data_dir or set {ENV_DATA_DIR} to a folder with the original files")
-    from tasks import hf_datasets  # here, not at the top: hub imports this module
-
     try:
         return download(f, cached)
     except ZooError as download_error:
-        if name not in hf_datasets.HUB_TEXT:
+        route = next((r for r in REBUILDERS if r[1](name)), None)
+        if route is None:
             raise
+        label, _, rebuild = route
         try:
-            return hf_datasets.fetch_text_from_hub(name)
-        except ZooError as hub_error:
-            raise ZooError(f"{download_error}; the Hub route failed too: {hub_error}") from hub_error
+            return rebuild(name)
+        except ZooError as route_error:
+            raise ZooError(f"{download_error}; {label} failed too: {route_error}") from route_error
+
+
+# Other sources that rebuild a known file, checked, when its download fails: (what it is, in words,
+# whether it has the file, rebuild it into the cache). tasks.hf_datasets adds the Hub's; registered
+# from there so that this module, which it uses, does not import it.
+REBUILDERS: list[tuple[str, Callable[[str], bool], Callable[[str], Path]]] = []
+
+
+def add_rebuilder(label: str, has: Callable[[str], bool], rebuild: Callable[[str], Path]) -> None:
+    if not any(r[0] == label for r in REBUILDERS):
+        REBUILDERS.append((label, has, rebuild))
 
 
 def write_checked(data: bytes, f: DataFile, target: Path) -> Path:

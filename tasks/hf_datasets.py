@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tasks.datafiles import cache_dir, spec, write_checked
+from tasks.datafiles import add_rebuilder, cache_dir, spec, write_checked
 from zoo.errors import ZooError
 
 ENV_HUB_ROOT = "ZOO_HUB_ROOT"  # a folder holding Hub datasets by repo id, used instead of the Hub (mirrors, tests)
@@ -82,3 +82,7 @@ def fetch_text_from_hub(name: str) -> Path:
         raise ZooError(f"could not load Hub dataset {source.repo!r} (config {source.config!r}, splits "
                        f"{', '.join(source.splits)}) for {name}: {err}") from err
     return write_checked(source.rebuild(rows).encode("utf-8"), spec(name), cache_dir() / name)
+
+
+# datafiles.fetch falls back on the Hub for the files HUB_TEXT knows (read at each call, so it may be changed).
+add_rebuilder("the Hub route", lambda name: name in HUB_TEXT, lambda name: fetch_text_from_hub(name))

@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
+from tasks.base import TaskDataModule
 from tasks.datafiles import fetch, sha256_of
 from tasks.loaders import ResumableLoader, on_accelerator
 from zoo.errors import ZooError, check_choice, check_int
@@ -62,19 +62,22 @@ class Corpus:
     level: str  # "word" (metric: perplexity) or "char" (metric: bits per character)
     files: dict[str, str]  # split -> data file name; one file for all splits when ``split_fractions`` is set
     tokenize: Callable[[str], list[str]]
+    licence: str  # the text's terms (see ../shared/data/README.md for provenance)
     split_fractions: tuple[float, float] | None = None  # (train, valid) shares of one file, by characters
     anchor: str = ""
 
 
+PTB_LICENCE = "Penn Treebank text (LDC99T42, LDC user agreement), Mikolov's split: research use only"
 CORPORA: dict[str, Corpus] = {
     c.name: c
     for c in (
-        Corpus("ptb", "word", {s: f"ptb/ptb.{s}.txt" for s in SPLITS}, word_tokens,
+        Corpus("ptb", "word", {s: f"ptb/ptb.{s}.txt" for s in SPLITS}, word_tokens, PTB_LICENCE,
                anchor="Zaremba et al. 2014 small (2x200 LSTM): 115.9 test perplexity (TensorFlow's reproduction)"),
-        Corpus("wikitext2", "word", {s: f"wikitext-2/wiki.{s}.tokens" for s in SPLITS}, word_tokens),
-        Corpus("ptb_char", "char", {s: f"ptb/ptb.char.{s}.txt" for s in SPLITS}, spaced_char_tokens),
+        Corpus("wikitext2", "word", {s: f"wikitext-2/wiki.{s}.tokens" for s in SPLITS}, word_tokens,
+               "WikiText-2 (Merity et al. 2016): CC BY-SA 3.0"),
+        Corpus("ptb_char", "char", {s: f"ptb/ptb.char.{s}.txt" for s in SPLITS}, spaced_char_tokens, PTB_LICENCE),
         Corpus("tinyshakespeare", "char", {s: "tinyshakespeare/input.txt" for s in SPLITS}, raw_char_tokens,
-               split_fractions=(0.9, 0.05)),
+               "public domain text, compiled by Karpathy for char-rnn (MIT)", split_fractions=(0.9, 0.05)),
     )
 }
 
@@ -106,7 +109,7 @@ class Windows(Dataset):
         return self.data[:, i : i + n], self.data[:, i + 1 : i + 1 + n]  # (B, n), (B, n)
 
 
-class LanguageModelling(L.LightningDataModule):
+class LanguageModelling(TaskDataModule):
     """Word- or character-level language modelling on one of ``CORPORA``.
 
     The vocabulary is read at construction, because the model's embedding and decoder
@@ -175,6 +178,19 @@ class LanguageModelling(L.LightningDataModule):
         return self._ids[split]
 
     # ----------------------------------------------------------------- the task
+    @property
+    def licence(self) -> str:  # type: ignore[override]
+        """The corpus's terms."""
+        return self.corpus.licence
+
+    def release_facts(self) -> dict[str, Any]:
+        """The vocabulary: token i of the list is id i of the model's embedding and decoder."""
+        return {"vocab": list(self.vocab)}
+
+    def supports_length(self, seq_len: int) -> bool:
+        """Any window length (bptt): the streams are cut into windows of whatever length."""
+        return isinstance(seq_len, int) and not isinstance(seq_len, bool) and seq_len >= 1
+
     @property
     def metric(self) -> str:
         return "perplexity" if self.corpus.level == "word" else "bpc"

@@ -34,12 +34,12 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSampler
 
 from tasks import datafiles
+from tasks.base import TaskDataModule
 from tasks.loaders import EpochShuffle, ResumableLoader, on_accelerator
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
@@ -251,7 +251,7 @@ def _check_text(setting: str, value: Any, *, optional: bool = False) -> Any:
     raise ZooError(f"{setting} must be a non-empty string{' or unset (None)' if optional else ''}, got {value!r}")
 
 
-class SequentialMNIST(L.LightningDataModule):
+class SequentialMNIST(TaskDataModule):
     """MNIST read as a sequence: pixel by pixel (784 x 1) or row by row (28 x 28), optionally permuted.
 
     Batches are ``x`` (B, 784, 1) or (B, 28, 28) float32 and ``y`` (B,) int64. The
@@ -300,6 +300,29 @@ class SequentialMNIST(L.LightningDataModule):
         self._sets: dict[str, Batches] = {}
 
     # ----------------------------------------------------------------- the task
+    licence = "MNIST (LeCun, Cortes, Burges): CC BY-SA 3.0"
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(steps, inputs per step) of a sequence: (784, 1) pixel by pixel, (28, 28) row by row."""
+        return (PIXELS, 1) if self.variant == "pixel" else (SIDE, SIDE)
+
+    def supports_length(self, seq_len: int) -> bool:
+        """Only the image's own length: 784 pixels, or 28 rows."""
+        return seq_len == self.shape[0]
+
+    def release_facts(self) -> dict[str, Any]:
+        """What a model trained here needs to read raw images (``zoo.pretrained.Pretrained.prepare_images``).
+
+        uint8 pixels are divided by ``divide_by``, normalized by ``mean`` and ``std``, put in
+        ``pixel_order`` (input position i reads raster pixel ``pixel_order[i]``; None: raster
+        order) and read as ``steps`` x ``inputs``.
+        """
+        steps, inputs = self.shape
+        return {"divide_by": 255.0, "mean": MEAN, "std": STD, "image_size": [SIDE, SIDE],
+                "pixel_order": None if self.permutation is None else self.permutation.tolist(),
+                "steps": steps, "inputs": inputs}
+
     @property
     def task_spec(self) -> TaskSpec:
         name = ("psmnist" if self.permuted else "smnist") + ("_row" if self.variant == "row" else "")
@@ -339,8 +362,7 @@ class SequentialMNIST(L.LightningDataModule):
         x = torch.from_numpy(images.reshape(len(images), PIXELS).astype(np.float32)).div_(255.0).sub_(MEAN).div_(STD)
         if self.permutation is not None:
             x = x[:, self.permutation]
-        steps, inputs = (PIXELS, 1) if self.variant == "pixel" else (SIDE, SIDE)
-        return x.reshape(len(x), steps, inputs).contiguous(), torch.from_numpy(labels.astype(np.int64))
+        return x.reshape(len(x), *self.shape).contiguous(), torch.from_numpy(labels.astype(np.int64))
 
     def dataset(self, split: str) -> Batches:
         """The ``train`` (55,000), ``val`` (5,000) or ``test`` (10,000) set, built once."""

@@ -563,7 +563,7 @@ CASES = [
          r"model config .* has unknown keys \['lr'\]; valid keys: name, backbone, optim, clip_val"),
     case("model-config-unknown-backbone-setting",
          lambda e: load_model_config(e.yaml("name: a\nbackbone: {cel: gru}\n")), ZooError,
-         r"unknown backbone settings \['cel'\]; valid: cell, hidden_size"),
+         r"model config .*: unknown backbone setting\(s\) cel; valid settings: cell, hidden_size"),
     case("model-config-unknown-cell", lambda e: load_model_config(e.yaml("name: a\nbackbone: {cell: lst}\n")),
          ZooError, r"unknown cell 'lst'; valid choices: rnn, lstm, gru"),
     case("model-config-hidden-size-wrong-type",

@@ -262,5 +262,16 @@ def test_lengths():
 
 
 def test_lengths_need_a_seq_len():
-    with pytest.raises(ZooError, match="SimpleNamespace has no seq_len setting"):
+    with pytest.raises(ZooError, match="SimpleNamespace cannot be tested at length 10: length tests need a task that "
+                                       r"takes seq_len and supports that length \(its supports_length\)"):
         at_length(SimpleNamespace(hparams={"corpus": "ptb"}), 10)
+
+
+def test_lengths_ask_the_task_which_lengths_it_supports():
+    """A task with seq_len that cannot be read at a length (MNIST is 784 pixels) says so, naming the length."""
+    class FixedLength(SimpleNamespace):
+        def supports_length(self, seq_len):
+            return seq_len == 784
+
+    with pytest.raises(ZooError, match="FixedLength cannot be tested at length 392"):
+        at_length(FixedLength(hparams={"seq_len": 784}), 392)

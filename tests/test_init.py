@@ -108,3 +108,59 @@ def test_apply_init_rejects_bad_names():
         apply_init(rnn, "lstm", recurrent_init="glorot")
     with pytest.raises(ZooError, match="forget_bias applies to the lstm cell only"):
         apply_init(nn.GRU(3, 4), "gru", forget_bias=1.0)
+
+
+# ----------------------------------------------------------------------------- chrono initialization
+def test_chrono_lstm_forget_bias_is_log_uniform_and_input_gate_opposes_it():
+    from zoo.models.rnn import RNNBackbone, RNNConfig
+
+    t_max = 784
+    torch.manual_seed(0)
+    rnn = RNNBackbone(3, RNNConfig(cell="lstm", hidden_size=256, num_layers=2, bidirectional=True,
+                                   chrono_t_max=t_max)).rnn
+    for suffix in ("l0", "l1", "l0_reverse", "l1_reverse"):
+        i, f, g, o = getattr(rnn, f"bias_ih_{suffix}").detach().chunk(4)
+        hh = getattr(rnn, f"bias_hh_{suffix}").detach().chunk(4)
+        assert float(f.min()) >= 0.0 and float(f.max()) <= math.log(t_max - 1)
+        # log U(1, T-1): its median is log(T/2); spread over the range, not one constant
+        assert abs(float(f.median()) - math.log(t_max / 2)) < 0.5 and float(f.std()) > 0.5
+        torch.testing.assert_close(i, -f, rtol=0, atol=0)
+        assert torch.equal(hh[0], torch.zeros_like(hh[0])) and torch.equal(hh[1], torch.zeros_like(hh[1]))
+        # the cell and output gates keep PyTorch's default
+        assert float(g.abs().max()) <= 1 / math.sqrt(256) and float(hh[2].abs().max()) > 0
+
+
+def test_chrono_gru_sets_the_update_gate_that_keeps_the_state():
+    from zoo.models.rnn import RNNBackbone, RNNConfig
+
+    torch.manual_seed(0)
+    rnn = RNNBackbone(2, RNNConfig(cell="gru", hidden_size=64, chrono_t_max=100)).rnn
+    r, z, n = rnn.bias_ih_l0.detach().chunk(3)
+    assert float(z.min()) >= 0.0 and float(z.max()) <= math.log(99)
+    assert torch.equal(rnn.bias_hh_l0.detach().chunk(3)[1], torch.zeros(64))
+    assert float(r.abs().max()) <= 1 / math.sqrt(64)  # untouched
+
+
+def test_chrono_draws_only_when_asked():
+    """A config without chrono gets the very same weights as before chrono existed: no extra random draws."""
+    from zoo.models.rnn import RNNBackbone, RNNConfig
+
+    torch.manual_seed(3)
+    plain = RNNBackbone(2, RNNConfig(cell="lstm", hidden_size=8)).state_dict()
+    torch.manual_seed(3)
+    again = RNNBackbone(2, RNNConfig(cell="lstm", hidden_size=8, chrono_t_max=None)).state_dict()
+    assert all(torch.equal(plain[k], again[k]) for k in plain)
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(cell="rnn", chrono_t_max=100), r"chrono_t_max \(chrono initialization\) applies to the lstm and gru cells "
+                                        r"only, but cell is 'rnn'"),
+    (dict(cell="lstm", chrono_t_max=1), r"chrono_t_max must be an integer >= 2, got 1"),
+    (dict(cell="gru", chrono_t_max=100.5), r"chrono_t_max must be an integer >= 2, got 100.5"),
+    (dict(cell="lstm", chrono_t_max=100, forget_bias=1.0), r"chrono_t_max 100 and forget_bias 1.0 both set"),
+])
+def test_chrono_bad_settings_are_one_clear_error(settings, message):
+    from zoo.models.rnn import RNNConfig
+
+    with pytest.raises(ZooError, match=message):
+        RNNConfig(**settings)

@@ -104,7 +104,7 @@ def test_study_heat_map_leaves_diverged_cells_blank(tmp_path, real_record):
     written = build(root, tmp_path / "out")
     assert (tmp_path / "out" / "gradient_study.smoke.study.png") in written
     table = (tmp_path / "out" / "gradient_study.smoke.md").read_text()
-    assert "| rnn_relu.default.noclip | relu | default | none | 1/1 |" in table
+    assert "| rnn_relu.default.noclip | relu | default | none | – | 1/1 |" in table  # axes, test mse, diverged
 
 
 def test_build_regenerates_the_readme_block_only(board, tmp_path):
@@ -124,9 +124,14 @@ def test_committed_leaderboards_are_exactly_what_the_records_build(tmp_path):
     root = Path(__file__).resolve().parent.parent / "leaderboards"
     if not (root / "records").is_dir():
         pytest.skip("no committed records")
-    build(root / "records", tmp_path)
+    readme = tmp_path / "README.md"  # the repo's README, its block rebuilt: links relative to it as in the repo
+    readme.write_text((root.parent / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
+    out = tmp_path / "leaderboards"
+    build(root / "records", out, readme=readme)
     committed = sorted(p.name for p in root.glob("*.md")) + sorted(p.name for p in root.glob("*.csv"))
-    rebuilt = sorted(p.name for p in tmp_path.glob("*.md")) + sorted(p.name for p in tmp_path.glob("*.csv"))
+    rebuilt = sorted(p.name for p in out.glob("*.md")) + sorted(p.name for p in out.glob("*.csv"))
     assert committed == rebuilt
     for name in committed:
-        assert (tmp_path / name).read_text() == (root / name).read_text(), name
+        assert (out / name).read_text() == (root / name).read_text(), name
+    assert readme.read_text(encoding="utf-8") == (root.parent / "README.md").read_text(encoding="utf-8"), \
+        "the README's leaderboard block is not what `zoo leaderboard build` writes"

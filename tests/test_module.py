@@ -180,3 +180,23 @@ def test_io_dropout_drops_embedding_and_decoder_input_in_training_only():
     assert isinstance(SequenceModel(lm, RNNConfig(cell="gru", hidden_size=8)).io_dropout, torch.nn.Identity)
     with pytest.raises(ZooError, match=r"io_dropout must be a number >= 0.0 and < 1.0, got 1.5"):
         SequenceModel(lm, RNNConfig(cell="gru", hidden_size=8), io_dropout=1.5)
+
+
+def test_a_layers_constraint_holds_after_every_update():
+    """A backbone layer with ``constrain_`` (IndRNN's |u| bound) is put back inside it after each optimizer step."""
+    class Clamped(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.calls = 0
+
+        def constrain_(self) -> None:
+            self.calls += 1
+            for p in model.backbone.rnn.parameters():
+                p.clamp_(-0.01, 0.01)
+
+    model = SequenceModel(ADDING, RNNConfig(cell="rnn", hidden_size=4), OptimConfig(name="sgd", lr=10.0))
+    model.backbone.add_module("clamped", Clamped())
+    data = AddingProblem(seq_len=5, batch_size=4, batches_per_epoch=3, val_size=4, test_size=4)
+    _trainer(max_steps=3).fit(model, data)
+    assert model.backbone.clamped.calls == 3
+    assert all(float(p.abs().max()) <= 0.01 for p in model.backbone.rnn.parameters())

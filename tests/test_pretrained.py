@@ -246,10 +246,13 @@ def test_prepare_images_matches_the_training_pipeline(tmp_path):
     images_path, _ = data.file_paths("test")
     raw = read_idx(images_path, IMAGE_MAGIC)[:5]
     card = {"task": {"name": "psmnist"}, "metric": "accuracy"}
-    preprocessing = {"divide_by": 255.0, "mean": 0.1307, "std": 0.3081, "variant": "pixel", "permuted": True,
-                     "permutation_seed": 3}
-    model = pretrained.Pretrained("x", None, card, None, preprocessing)
+    preprocessing = data.release_facts()  # what an export writes into the card
+    assert preprocessing["pixel_order"] == data.permutation.tolist()
+    model = pretrained.Pretrained("x", None, card, None, json.loads(json.dumps(preprocessing)))
     assert torch.equal(model.prepare_images(raw), data.dataset("test").x[:5])
+    shipped = pretrained.load("lstm_1x128.smnist")  # its card's preprocessing is in the same fields
+    plain = SequentialMNIST(data_dir=str(shared_data_dir()))
+    assert torch.equal(shipped.prepare_images(raw), plain.dataset("test").x[:5])
 
 
 def test_hub_route_is_checked_like_any_download(isolated, tmp_path, monkeypatch):

@@ -134,7 +134,7 @@ def _calls_to_run_stack(monkeypatch, module, x, *, grad=True):
         calls.append(1)
         return run_stack(*args, **kwargs)
 
-    monkeypatch.setattr("zoo.models.rnn.run_stack", spy)
+    monkeypatch.setattr("zoo.cells.own_kernels.run_stack", spy)  # where ZooLSTM and ZooGRU look it up
     with torch.set_grad_enabled(grad):
         module(x)
     return len(calls)
@@ -255,7 +255,8 @@ def test_dropout_between_layers_trains_and_eval_is_deterministic():
 @pytest.mark.parametrize("recorded,expected", [({"own_kernels": True}, True), ({"own_kernels": False}, False),
                                                ({}, False)])  # {}: a record from before these kernels
 def test_records_store_the_switch_and_a_replay_runs_on_the_recorded_path(monkeypatch, recorded, expected):
-    from zoo import bench, records
+    from zoo import records
+    from zoo.app import runner as bench
 
     assert records.environment("cpu")["own_kernels"] is True
     with own_kernels(False):

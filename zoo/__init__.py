@@ -24,6 +24,7 @@ except ZooError as err:  # a ZOO_FLUSH_DENORMAL that is not a boolean
     raise
 from zoo.init import INIT_SCHEMES
 from zoo.models.rnn import RNNBackbone, RNNConfig
+from zoo.cells import list_cells  # noqa: E402 (after zoo.models, which imports the cells; isort: skip)
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
 from zoo.registry import list_models, register_model
@@ -37,6 +38,7 @@ __all__ = [
     "SequenceModel",
     "TaskSpec",
     "ZooError",
+    "list_cells",
     "list_models",
     "register_model",
 ]

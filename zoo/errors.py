@@ -52,3 +52,26 @@ def check_float(
         bound = " and ".join(parts) if parts else "finite"
         raise ZooError(f"{setting} must be a number {bound}, got {value!r}")
     return float(value)
+
+
+def coerce_config(cls: type, value: Any, what: str, *, required: tuple[str, ...] = ()) -> Any:
+    """``value`` as the dataclass ``cls``: an instance as it is, a dict of its fields built into one.
+
+    The one place that turns a config's plain dict (a record, a checkpoint's hyperparameters,
+    a YAML file) into our config types, so every one of them rejects an unknown or missing
+    setting with the same message: naming it, and the valid settings.
+    """
+    if isinstance(value, cls):
+        return value
+    if not isinstance(value, dict):
+        article = "an" if cls.__name__[0] in "AEIOU" or cls.__name__.startswith("RNN") else "a"
+        raise ZooError(f"{what} must be {article} {cls.__name__} or a dict, got {type(value).__name__}")
+    fields = cls.__dataclass_fields__
+    unknown = sorted(map(str, set(value) - set(fields)))
+    if unknown:
+        raise ZooError(f"unknown {what} setting(s) {', '.join(unknown)}; valid settings: {', '.join(fields)}")
+    missing = [name for name in required if name not in value]
+    if missing:
+        raise ZooError(f"{what} is missing {', '.join(missing)}; a {what} needs at least {', '.join(required[:-1])} "
+                       f"and {required[-1]}" if len(required) > 1 else f"{what} is missing {missing[0]}")
+    return cls(**value)

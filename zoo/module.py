@@ -296,6 +296,19 @@ class SequenceModel(L.LightningModule):
         self.skipped_steps += 1
         self._state = None  # a stateful task's carried state came out of the same bad numbers
 
+    def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+        """Lightning's optimizer step, then every backbone layer's own constraint, in place.
+
+        A layer with a ``constrain_()`` method (IndRNN's bound on its recurrent gains |u|)
+        is put back inside its constraint after every update, as its paper does, so no
+        forward pass ever sees weights outside it. The zoo's built-in cells have none.
+        """
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():
+            for module in self.backbone.modules():
+                if callable(getattr(module, "constrain_", None)):
+                    module.constrain_()
+
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Gradient norms per parameter before clipping (Lightning clips after this hook); the step's losses and
         gradients checked for NaN/inf, and its update dropped if any is."""

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from zoo.errors import ZooError, check_choice, check_float, check_int
+from zoo.errors import ZooError, check_choice, check_float, check_int, coerce_config
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("none", "step", "plateau", "cosine")
@@ -69,15 +69,7 @@ class OptimConfig:
 
     @classmethod
     def coerce(cls, value: OptimConfig | dict[str, Any]) -> OptimConfig:
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
-            if unknown:
-                raise ZooError(f"unknown optim setting(s) {', '.join(map(str, unknown))}; "
-                               f"valid settings: {', '.join(cls.__dataclass_fields__)}")
-            return cls(**value)
-        raise ZooError(f"optim must be an OptimConfig or a dict, got {type(value).__name__}")
+        return coerce_config(cls, value, "optim")
 
 
 def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:

@@ -82,24 +82,33 @@ class Pretrained:
         return torch.tensor([ids], dtype=torch.long)
 
     def prepare_images(self, images: Any) -> torch.Tensor:
-        """MNIST-style uint8 images (N, 28, 28) or (N, 784), 0..255 -> what the model reads: (N, T, I).
+        """uint8 images (N, H, W) or (N, H*W), 0..255 -> what the model reads: (N, T, I).
 
-        The same arithmetic as the DataModule the model was trained on: scaled to [0, 1],
-        normalized by the training pixels' mean and std, then put in the trained pixel order.
+        Only the card says how (its ``preprocessing``, written from the task's release
+        facts): the same arithmetic as the DataModule the model was trained on. Pixels are
+        divided by ``divide_by``, normalized by ``mean`` and ``std``, put in ``pixel_order``
+        (input position i reads raster pixel ``pixel_order[i]``; None: raster order) and
+        read as ``steps`` x ``inputs``.
         """
         p = self.preprocessing
         if "mean" not in p:
             raise ZooError(f"{self.name} does not read images; its task is {self.card['task']['name']!r}")
+        missing = [k for k in ("divide_by", "std", "pixel_order", "steps", "inputs") if k not in p]
+        if missing:
+            raise ZooError(f"{self.name}'s card does not say how to prepare images (its preprocessing lacks "
+                           f"{', '.join(missing)}); re-export it with this rnn-zoo")
+        pixels = p["steps"] * p["inputs"]
+        size = "x".join(map(str, p["image_size"])) + " = " if p.get("image_size") else ""
         x = torch.tensor(images, dtype=torch.float32).reshape(len(images), -1)  # a copy: the input may be read-only
-        if x.shape[1] != 784:
-            raise ZooError(f"{self.name} reads 28x28 = 784 pixels per image, got {x.shape[1]}")
+        if x.shape[1] != pixels:
+            raise ZooError(f"{self.name} reads {size}{pixels} pixels per image, got {x.shape[1]}")
         x = x.div(p["divide_by"]).sub(p["mean"]).div(p["std"])
-        if p["permuted"]:
-            from tasks.mnist import make_permutation
-
-            x = x[:, make_permutation(p["permutation_seed"])]
-        steps, inputs = (784, 1) if p["variant"] == "pixel" else (28, 28)
-        return x.reshape(len(x), steps, inputs)  # (N, T, I)
+        if p["pixel_order"] is not None:
+            order = torch.as_tensor(p["pixel_order"], dtype=torch.long)
+            if order.shape != (pixels,):
+                raise ZooError(f"{self.name}'s card has a pixel order of {order.numel()} positions for {pixels} pixels")
+            x = x[:, order]
+        return x.reshape(len(x), p["steps"], p["inputs"])  # (N, T, I)
 
 
 def build_model(card: dict[str, Any]):

@@ -11,6 +11,7 @@ record id is ``<benchmark>.<tier>.<model>.s<seed>``.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import os
@@ -30,6 +31,53 @@ from zoo.runtime import flush_denormal_active
 SCHEMA = "rnn-zoo/run-record"
 SCHEMA_VERSION = 1
 PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "safetensors", "rnn-zoo")
+
+
+def build_record(config: dict[str, Any], seed: int, result: Any, *, task: dict[str, Any], data: dict[str, Any],
+                 params: int, lengths: dict[int, dict[str, float]], longest_solved: int | None, stopped_by: str,
+                 weights: dict[str, Any] | None, wandb_run_id: str | None = None) -> dict[str, Any]:
+    """A run's record in this schema version, from its config and what training returned (``zoo.train.FitResult``).
+
+    Here, beside SCHEMA_VERSION, so that a change to what a record holds and the version
+    that says so are made in one place.
+    """
+    diag = result.diagnostics
+    convergence = diag.get("convergence", {})
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "id": record_id(config["benchmark"], config["tier"], config["model"]["name"], seed),
+        "benchmark": config["benchmark"],
+        "tier": config["tier"],
+        "model": config["model"]["name"],
+        "seed": seed,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "config": config,
+        "task": task,
+        "data": data,
+        "params": params,
+        "metrics": {
+            "test": result.test,
+            "val": result.val,
+            "best": {"metric": convergence.get("metric"), "value": convergence.get("best"),
+                     "step": convergence.get("best_step")},
+        },
+        "diverged": result.diverged is not None,
+        "diverged_reason": result.diverged,
+        "convergence": convergence,
+        "stability": diag.get("stability", {}),
+        "gradients": diag.get("gradients", {}),
+        "spectral": diag.get("spectral", {}),
+        "lengths": {str(k): v for k, v in lengths.items()},
+        "longest_solved": longest_solved,
+        "steps": result.steps,
+        "epochs": result.epochs,
+        "seconds": result.seconds,
+        "stopped_by": stopped_by,
+        "environment": environment(result.device),
+        "weights": weights,
+        "wandb_run_id": wandb_run_id,
+    }
 
 
 def record_id(benchmark: str, tier: str, model: str, seed: int) -> str:
@@ -147,11 +195,15 @@ def environment(device: str) -> dict[str, Any]:
 
 
 def data_checksums(data: Any) -> dict[str, Any]:
-    """What the data was: the sha256 of every file read, or the generator's seed for synthetic tasks."""
-    if hasattr(data, "checksums"):
-        return data.checksums()
-    return {"synthetic": type(data).__name__,
-            "data_seed": getattr(data, "data_seed", None)}
+    """What the data was: the sha256 of every file read, or the generator's seed for synthetic tasks.
+
+    The task knows (``checksums()`` of ``tasks.base.TaskDataModule``); a DataModule that
+    cannot say is an error, not a record without its data.
+    """
+    if not callable(getattr(data, "checksums", None)):
+        raise ZooError(f"{type(data).__name__} has no checksums() method, so a run record cannot say what its data "
+                       "was; base the DataModule on tasks.base.TaskDataModule")
+    return data.checksums()
 
 
 def test_metric(record: dict[str, Any]) -> tuple[str, str]:

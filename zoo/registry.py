@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Callable
+from typing import Any
 
 from zoo.errors import ZooError, check_choice
 from zoo.models.rnn import RNNConfig
@@ -16,9 +17,24 @@ from zoo.models.rnn import RNNConfig
 _ARCHITECTURES: dict[str, Callable[[], RNNConfig]] = {}
 
 
+def where_defined(fn: Callable[..., Any]) -> str:
+    """``module.name (file:line)``: enough to find a registration in an error message."""
+    code = getattr(fn, "__code__", None)
+    place = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+    return f"{fn.__module__}.{fn.__qualname__}{place}"
+
+
 def register_model(fn: Callable[[], RNNConfig]) -> Callable[[], RNNConfig]:
-    """Register ``fn`` under its own name; it returns the architecture's RNNConfig."""
-    _ARCHITECTURES[fn.__name__] = fn
+    """Register ``fn`` under its own name; it returns the architecture's RNNConfig.
+
+    A name registered twice is an error naming both places: silently keeping the second
+    would change what every record and pretrained entry of that name means.
+    """
+    name = fn.__name__
+    if name in _ARCHITECTURES:
+        raise ZooError(f"model {name!r} is registered twice: by {where_defined(_ARCHITECTURES[name])} and by "
+                       f"{where_defined(fn)}; give one of them another name")
+    _ARCHITECTURES[name] = fn
     return fn
 
 

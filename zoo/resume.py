@@ -24,10 +24,10 @@ import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
+from zoo.cadence import CHECKPOINT_EVERY_N_STEPS
 from zoo.errors import ZooError
 
 LAST = "last.ckpt"
-DEFAULT_EVERY_N_STEPS = 100
 
 
 def capture_random_states() -> dict[str, Any]:
@@ -80,7 +80,7 @@ class RandomStates(Callback):
 class StepCheckpoint(ModelCheckpoint):
     """``last.ckpt`` every ``every_n_steps`` optimizer steps, skipping a step that ends an epoch (see the module doc)."""
 
-    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = DEFAULT_EVERY_N_STEPS) -> None:
+    def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) -> None:
         super().__init__(dirpath=dirpath, every_n_train_steps=every_n_steps, save_top_k=0, save_last=True,
                          enable_version_counter=False)
 
@@ -113,7 +113,7 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return read_checkpoint(path)
 
 
-def resume_callbacks(dirpath: str | os.PathLike, every_n_steps: int = DEFAULT_EVERY_N_STEPS) -> list[Callback]:
+def resume_callbacks(dirpath: str | os.PathLike, every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) -> list[Callback]:
     return [RandomStates(), StepCheckpoint(dirpath, every_n_steps)]
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoo.errors import ZooError, check_choice, check_int
+from zoo.errors import check_choice, check_int, coerce_config
 
 HEADS = ("last", "every")  # read the final state once, or predict at every step
 INPUT_KINDS = ("dense", "tokens")  # float features (B, T, I), or token ids (B, T) read through an embedding
@@ -62,16 +62,4 @@ class TaskSpec:
     @classmethod
     def coerce(cls, value: TaskSpec | dict[str, Any]) -> TaskSpec:
         """Accept a spec or the dict saved in a checkpoint's hyperparameters."""
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            fields = cls.__dataclass_fields__
-            unknown = sorted(set(value) - set(fields))
-            if unknown:
-                raise ZooError(f"unknown task setting(s) {', '.join(map(str, unknown))}; valid settings: {', '.join(fields)}")
-            missing = [name for name in ("name", "input_size", "output_size") if name not in value]
-            if missing:
-                raise ZooError(f"task is missing {', '.join(missing)}; a task needs at least name, input_size and "
-                               "output_size")
-            return cls(**value)
-        raise ZooError(f"task must be a TaskSpec or a dict, got {type(value).__name__}")
+        return coerce_config(cls, value, "task", required=("name", "input_size", "output_size"))

@@ -14,7 +14,8 @@ from typing import Any
 import lightning as L
 
 from zoo import resume
-from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, ConvergenceMonitor, default_diagnostics, summarize
+from zoo.cadence import CHECKPOINT_EVERY_N_STEPS
+from zoo.diagnostics import DIAGNOSTICS_EVERY_N_STEPS, ConvergenceMonitor, default_diagnostics, summarize
 from zoo.module import DivergedError, SequenceModel
 
 
@@ -59,7 +60,7 @@ def fit_and_test(
     deterministic: bool = True,
     trainer_kwargs: dict[str, Any] | None = None,
     diagnostics: bool = False,
-    diagnostics_every_n_steps: int = DEFAULT_EVERY_N_STEPS,
+    diagnostics_every_n_steps: int = DIAGNOSTICS_EVERY_N_STEPS,
     checkpoint_dir: str | os.PathLike | None = None,
     checkpoint_every_n_steps: int | None = None,
 ) -> RunResult:
@@ -69,7 +70,7 @@ def fit_and_test(
     order, dropout, fresh batches) but cannot reach back to the initial weights.
 
     With ``checkpoint_dir`` the run writes ``last.ckpt`` there every
-    ``checkpoint_every_n_steps`` steps (default ``zoo.resume.DEFAULT_EVERY_N_STEPS``)
+    ``checkpoint_every_n_steps`` steps (default ``zoo.cadence.CHECKPOINT_EVERY_N_STEPS``)
     and, when one is already there (a run that was
     killed), resumes from it: it ends with the weights and metrics the run would have
     had uninterrupted (``zoo/resume.py``). ``seconds`` then counts every attempt.
@@ -97,7 +98,7 @@ def fit_and_test(
     ckpt_path = None
     if checkpoint_dir is not None:
         kwargs["callbacks"] += resume.resume_callbacks(checkpoint_dir,
-                                                       checkpoint_every_n_steps or resume.DEFAULT_EVERY_N_STEPS)
+                                                       checkpoint_every_n_steps or CHECKPOINT_EVERY_N_STEPS)
         kwargs.update(enable_checkpointing=True, plugins=[*kwargs.get("plugins", []), resume.SafeCheckpointIO()])
         ckpt_path = resume.last_checkpoint(checkpoint_dir)
     trainer = L.Trainer(**kwargs)

@@ -18,16 +18,13 @@ import os
 import statistics
 from collections import defaultdict
 from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from zoo.errors import ZooError
 from zoo.files import check_folder, write_text_atomic
 from zoo.records import find_records, read_record, test_metric
-
-CSV_COLUMNS = ("model", "metric", "mean", "std", "n", "diverged", "reached", "steps_to_target", "param_count",
-               "cell", "activation", "init", "clip", "max_grad_norm", "clip_share", "longest_solved",
-               "decay_log10", "seconds", "device", "records")
-
 
 def load_board(root: str | os.PathLike) -> list[dict[str, Any]]:
     root = Path(root)
@@ -63,8 +60,13 @@ def _std(values: list[float]) -> float | None:
     return statistics.stdev(values) if len(values) > 1 else (0.0 if values else None)
 
 
-def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per model: seeds as mean ± std over the runs that finished; diverged runs counted apart; ranked."""
+def aggregate(records: list[dict[str, Any]], axes: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
+    """One row per model: seeds as mean ± std over the runs that finished; diverged runs counted apart; ranked.
+
+    ``axes`` (a study's ``Benchmark.axes``) gives each model of a study's grid its place on
+    the grid: the row's ``axes`` ({} off the grid).
+    """
+    axes = axes or {}
     by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         by_model[record["model"]].append(record)
@@ -100,9 +102,12 @@ def aggregate(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "device": ", ".join(sorted({r["environment"]["device_name"] for r in runs})),
             "records": [r["id"] for r in runs],
             "config": runs[0]["config"],
+            "axes": dict(axes.get(model, {})),
         })
     sign = -1 if rows and rows[0]["mode"] == "max" else 1
     rows.sort(key=lambda r: (r["mean"] is None, sign * (r["mean"] if r["mean"] is not None else 0.0)))
+    for rank, row in enumerate(rows, 1):
+        row["rank"] = rank
     return rows
 
 
@@ -120,13 +125,112 @@ def fmt_metric(row: dict[str, Any]) -> str:
     return f"{row['mean']:.4g} ± {row['std']:.2g}" if row["n"] > 1 else f"{row['mean']:.4g}"
 
 
+def _longest(row: dict[str, Any]) -> str:
+    if row["longest_solved"] is not None:
+        return fmt(row["longest_solved"])
+    return "none" if row["lengths_tested"] else "–"
+
+
+def _of_runs(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda row: f"{row[key]}/{row['runs']}"
+
+
+def _number(key: str, digits: int) -> Callable[[dict[str, Any]], str]:
+    return lambda row: fmt(row[key], digits)
+
+
+def _plain(key: str) -> Callable[[dict[str, Any]], str]:
+    return lambda row: str(row[key])
+
+
+RANKING, STUDY = "ranking", "study"  # the Markdown tables of a board
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of a board: the CSV's (under ``key``) and the Markdown tables' listed in ``tables``.
+
+    ``header`` is the Markdown header (``{metric}``: the board's metric); ``text`` the
+    Markdown cell; ``csv`` the CSV value (None: not in the CSV; default the row's value).
+    """
+
+    key: str
+    header: str = ""
+    text: Callable[[dict[str, Any]], str] | None = None
+    tables: tuple[str, ...] = ()
+    csv: Callable[[dict[str, Any]], Any] | None = field(default=lambda row, key: row.get(key))
+
+
+def _csv_only(key: str) -> Column:
+    return Column(key)
+
+
+# Every column of a board, in the order the CSV and both Markdown tables show them; a study's
+# axes (Benchmark.axes) come right after the model in the study table.
+COLUMNS: tuple[Column, ...] = (
+    Column("rank", "rank", _plain("rank"), (RANKING,), csv=None),
+    Column("model", "model", _plain("model"), (RANKING, STUDY)),
+    _csv_only("metric"),
+    Column("mean", "test {metric} (mean ± std)", lambda row: fmt_metric(row), (RANKING, STUDY)),
+    _csv_only("std"),
+    Column("n", "n", _plain("n"), (RANKING,)),
+    Column("diverged", "diverged", _of_runs("diverged"), (RANKING, STUDY)),
+    Column("reached", "reached target", _of_runs("reached"), (RANKING, STUDY)),
+    Column("steps_to_target", "steps to target", _number("steps_to_target", 5), (RANKING, STUDY)),
+    Column("param_count", "params", lambda row: f"{row['param_count']:,}", (RANKING,)),
+    Column("cell", "cell", _plain("cell"), (RANKING,)),
+    Column("activation", "activation", _plain("activation"), (RANKING,)),
+    Column("init", "init", _plain("init"), (RANKING,)),
+    Column("clip", "clip", _plain("clip"), (RANKING,)),
+    Column("max_grad_norm", "max grad norm", _number("max_grad_norm", 3), (STUDY,)),
+    Column("clip_share", "clip share", _number("clip_share", 2), (STUDY,)),
+    Column("longest_solved", "longest T solved", _longest, (STUDY,)),
+    Column("decay_log10", "gradient decay log10", _number("decay_log10", 3), (STUDY,)),
+    Column("seconds", "seconds", _number("seconds", 4), (RANKING,)),
+    Column("device", "device", _plain("device"), (RANKING,)),
+    Column("records", "records", lambda row: ", ".join(f"`{r}`" for r in row["records"]), (RANKING,),
+           csv=lambda row, key: " ".join(row[key])),
+)
+CSV_COLUMNS = tuple(c.key for c in COLUMNS if c.csv is not None)
+
+# The index of every board (leaderboards/README.md and the repo README's block); rows are boards.
+INDEX_COLUMNS: tuple[Column, ...] = (
+    Column("benchmark", "benchmark", _plain("benchmark")),
+    Column("tier", "tier", _plain("tier")),
+    Column("best", "best model", lambda b: b["rows"][0]["model"]),
+    Column("metric", "test metric", lambda b: f"{b['rows'][0]['metric']} {fmt_metric(b['rows'][0])}"),
+    Column("runs", "runs", lambda b: str(len(b["records"]))),
+    Column("diverged", "diverged", lambda b: str(sum(r["diverged"] for r in b["rows"]))),
+    Column("table", "table", lambda b: f"[{b['stem']}.md]({b['stem']}.md)"),
+    Column("csv", "csv", lambda b: f"[{b['stem']}.csv]({b['stem']}.csv)"),
+)
+
+
+def table_columns(table: str) -> list[Column]:
+    return [c for c in COLUMNS if table in c.tables and c.text is not None]
+
+
+def axis_columns(axis_names: list[str]) -> list[Column]:
+    """A study's axes as columns: what the run had on that axis (its config, in words), else the grid's value."""
+    return [Column(axis, axis, lambda row, axis=axis: str(row[axis] if axis in row else row["axes"].get(axis, "–")))
+            for axis in axis_names]
+
+
+def markdown_table(columns: list[Column], rows: list[dict[str, Any]], **header: str) -> list[str]:
+    """A Markdown table of ``rows`` in ``columns``, headers formatted with ``header`` (e.g. metric=...)."""
+    lines = ["| " + " | ".join(c.header.format(**header) for c in columns) + " |",
+             "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(c.text(row) for c in columns) + " |" for row in rows]
+    return lines
+
+
 def csv_text(rows: list[dict[str, Any]]) -> str:
+    columns = [c for c in COLUMNS if c.csv is not None]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(c.key for c in columns)
     for row in rows:
-        writer.writerow(["" if row.get(c) is None else (" ".join(row[c]) if c == "records" else row[c])
-                         for c in CSV_COLUMNS])
+        writer.writerow(["" if (value := c.csv(row, c.key)) is None else value for c in columns])
     return out.getvalue()
 
 
@@ -148,31 +252,20 @@ def _budget_text(config: dict[str, Any]) -> str:
 
 
 def results_table(rows: list[dict[str, Any]]) -> str:
-    metric = rows[0]["metric"]
-    lines = [f"| rank | model | test {metric} (mean ± std) | n | diverged | params | cell | activation | init | clip "
-             "| reached target | steps to target | seconds | device | records |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for rank, row in enumerate(rows, 1):
-        records = ", ".join(f"`{r}`" for r in row["records"])
-        lines.append(f"| {rank} | {row['model']} | {fmt_metric(row)} | {row['n']} | {row['diverged']} | "
-                     f"{row['param_count']:,} | {row['cell']} | {row['activation']} | {row['init']} | {row['clip']} | "
-                     f"{row['reached']}/{row['runs']} | {fmt(row['steps_to_target'], 5)} | {fmt(row['seconds'], 4)} | "
-                     f"{row['device']} | {records} |")
-    return "\n".join(lines)
+    return "\n".join(markdown_table(table_columns(RANKING), rows, metric=rows[0]["metric"]))
 
 
-def study_table(rows: list[dict[str, Any]]) -> str:
-    """The gradient-problem table: the four effectiveness measures for each cell of the grid."""
-    lines = ["| model | activation | init | clip | diverged | max grad norm | clip share | reached target "
-             "| steps to target | test MSE (mean ± std) | longest T solved | gradient decay log10 |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for row in sorted(rows, key=lambda r: r["model"]):
-        longest = fmt(row["longest_solved"]) if row["longest_solved"] is not None else ("none" if row["lengths_tested"] else "–")
-        lines.append(f"| {row['model']} | {row['activation']} | {row['init']} | {row['clip']} | "
-                     f"{row['diverged']}/{row['runs']} | {fmt(row['max_grad_norm'], 3)} | {fmt(row['clip_share'], 2)} | "
-                     f"{row['reached']}/{row['runs']} | {fmt(row['steps_to_target'], 5)} | {fmt_metric(row)} | "
-                     f"{longest} | {fmt(row['decay_log10'], 3)} |")
-    return "\n".join(lines)
+def study_axis_names(rows: list[dict[str, Any]], axes: dict[str, dict[str, str]] | None = None) -> list[str]:
+    """The study's axes, in the benchmark's order (else in the rows')."""
+    places = list((axes or {}).values()) or [row.get("axes") or {} for row in rows]
+    return list(dict.fromkeys(name for place in places for name in place))
+
+
+def study_table(rows: list[dict[str, Any]], axes: dict[str, dict[str, str]] | None = None) -> str:
+    """The gradient-problem table: each model's place on the study's axes, then the effectiveness measures."""
+    model, *measures = table_columns(STUDY)
+    columns = [model, *axis_columns(study_axis_names(rows, axes)), *measures]
+    return "\n".join(markdown_table(columns, sorted(rows, key=lambda r: r["model"]), metric=rows[0]["metric"]))
 
 
 def anchors_table(benchmark) -> str:
@@ -198,7 +291,7 @@ def board_markdown(name: str, tier: str, rows: list[dict[str, Any]], records: li
               f"{'≤' if task['target_mode'] == 'min' else '≥'} {fmt(task['target'])}. "
               f"Trivial baseline: {baselines or '–'} ({task.get('baseline_note') or 'see the task'}).", ""]
     if bench and bench.study:
-        parts += ["## The gradient-problem study", "", study_table(rows), "",
+        parts += ["## The gradient-problem study", "", study_table(rows, bench.axes), "",
                   "Longest T solved: the longest of T/2, T, 2T, 4T at which the trained model meets the target "
                   "(worst seed). Gradient decay: log10(‖∂L/∂h_1‖ / ‖∂L/∂h_T‖) at the end of training "
                   "(0: the signal arrives whole; -3: a thousandth of it).", ""]
@@ -230,7 +323,7 @@ def write_figures(name: str, tier: str, rows: list[dict[str, Any]], records: lis
     figures = []
     bench = BENCHMARKS.get(name)
     if bench and bench.study:
-        path = plot_study(rows, out / f"{name}.{tier}.study.png")
+        path = plot_study(rows, out / f"{name}.{tier}.study.png", bench.axes)
         if path:
             figures.append(path)
     curves = {}
@@ -262,9 +355,9 @@ def update_readme(readme: Path, index_rows: list[str], study: str | None, out: P
     if README_START not in text or README_END not in text:
         return None
     rel = os.path.relpath(out, readme.parent)
-    block = [README_START, "", "| benchmark | tier | best model | test metric | runs | diverged | table | csv |",
-             "|---|---|---|---|---|---|---|---|"]
-    block += [row.replace("](", f"]({rel}/") for row in index_rows]
+    header, rule, *rows = index_rows
+    block = [README_START, "", header, rule]
+    block += [row.replace("](", f"]({rel}/") for row in rows]
     if study:
         block += ["", study]
     block += ["", README_END]
@@ -282,26 +375,26 @@ def build(records_root: str | os.PathLike = "leaderboards/records", out: str | o
     for record in records:
         boards[board_key(record)].append(record)
     written = []
+    from zoo.app.catalogue import BENCHMARKS
+
     index = ["# Leaderboards", "", "Generated by `zoo leaderboard build` from the run records in `records/`; "
-             "every number links to the records it comes from and `zoo reproduce RECORD` re-runs any of them.", "",
-             "| benchmark | tier | best model | test metric | runs | diverged | table | csv |",
-             "|---|---|---|---|---|---|---|---|"]
-    index_rows: list[str] = []
+             "every number links to the records it comes from and `zoo reproduce RECORD` re-runs any of them.", ""]
+    index_boards: list[dict[str, Any]] = []
     study = None
     for (name, tier), board in sorted(boards.items()):
-        rows = aggregate(board)
-        if name == "gradient_study" and (study is None or tier == "cpu"):
+        bench = BENCHMARKS.get(name)
+        rows = aggregate(board, bench.axes if bench else None)
+        if bench and bench.study and (study is None or tier == "cpu"):
             link = os.path.relpath(out / f"{name}.{tier}.md", Path(readme).parent) if readme else f"{name}.{tier}.md"
-            study = f"The gradient-problem study, {tier} tier ([table, figures and records]({link})):\n\n" + study_table(rows)
+            study = (f"The gradient-problem study, {tier} tier ([table, figures and records]({link})):\n\n"
+                     + study_table(rows, bench.axes))
         stem = f"{name}.{tier}"
         figures = write_figures(name, tier, rows, board, out)
         written += figures
         written.append(write_text_atomic(out / f"{stem}.md", board_markdown(name, tier, rows, board, figures)))
         written.append(write_text_atomic(out / f"{stem}.csv", csv_text(rows)))
-        best = rows[0]
-        index_rows.append(f"| {name} | {tier} | {best['model']} | {best['metric']} {fmt_metric(best)} | "
-                          f"{len(board)} | {sum(r['diverged'] for r in rows)} | [{stem}.md]({stem}.md) | "
-                          f"[{stem}.csv]({stem}.csv) |")
+        index_boards.append({"benchmark": name, "tier": tier, "rows": rows, "records": board, "stem": stem})
+    index_rows = markdown_table(list(INDEX_COLUMNS), index_boards)
     written.append(write_text_atomic(out / "README.md", "\n".join(index + index_rows) + "\n"))
     if readme and (path := update_readme(Path(readme), index_rows, study, out)):
         written.append(path)

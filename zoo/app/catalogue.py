@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from zoo.app.recipes import ADDING_REFERENCE, LM_REFERENCE, Recipe
+from zoo.cadence import DIAGNOSTICS_EVERY_N_STEPS
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
 from zoo.optim import OptimConfig
@@ -57,7 +58,7 @@ class Anchor:
 class Benchmark:
     name: str
     description: str
-    data_class: str  # a DataModule in tasks.DATAMODULES
+    data_class: str  # a DataModule: a short name of tasks.DATAMODULES or a class path (tasks.resolve_datamodule)
     data_args: dict[str, Any]
     models: dict[str, Recipe]
     tiers: dict[str, Budget]
@@ -66,8 +67,12 @@ class Benchmark:
     length_factors: tuple[float, ...] = ()  # test the trained model at these multiples of seq_len
     tolerance: float = 0.0  # |difference| in the test metric that ``zoo reproduce`` accepts as the same result
     anchors: tuple[Anchor, ...] = ()
-    diagnostics_every_n_steps: int = 500
+    diagnostics_every_n_steps: int = DIAGNOSTICS_EVERY_N_STEPS
     study: bool = False  # leaderboard: the gradient-problem table (activation x init x clip)
+    # A study's grid: model name -> its value on each axis ({"activation": "tanh", "init": "identity",
+    # "clip": "clip1"}), axes and values in the order the leaderboard shows them; models off the grid
+    # (references) have none. Boards and figures read the grid from here, never from the model names.
+    axes: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def budget(self, tier: str) -> Budget:
         return self.tiers[check_choice(f"tier of benchmark {self.name!r}", tier, self.tiers)]
@@ -155,14 +160,20 @@ def study_model_name(activation: str, init: str, clip: str) -> str:
     return f"rnn_{activation}.{init}.{clip}"
 
 
+def study_axes() -> dict[str, dict[str, str]]:
+    """Each vanilla-RNN cell of the grid by model name: its activation, init and clip (``Benchmark.axes``)."""
+    return {study_model_name(activation, init, clip): {"activation": activation, "init": init, "clip": clip}
+            for activation, init, clip in itertools.product(STUDY_ACTIVATIONS, STUDY_INITS, STUDY_CLIPS)}
+
+
 def study_models() -> dict[str, Recipe]:
     """Every vanilla-RNN cell of the grid, plus LSTM and GRU references (default init, clipped)."""
     models = {}
-    for activation, init, clip in itertools.product(STUDY_ACTIVATIONS, STUDY_INITS, STUDY_CLIPS):
+    for name, axes in study_axes().items():
+        activation, init, clip = axes["activation"], axes["init"], axes["clip"]
         input_init, recurrent_init, bias = STUDY_INITS[init]
         backbone = RNNConfig(cell="rnn", nonlinearity=activation, hidden_size=STUDY_HIDDEN,
                              input_init=input_init, recurrent_init=recurrent_init, bias_init=bias)
-        name = study_model_name(activation, init, clip)
         models[name] = Recipe(name, backbone, STUDY_OPTIM, clip_val=STUDY_CLIPS[clip])
     for cell in ("lstm", "gru"):
         name = f"{cell}.default.clip1"
@@ -186,8 +197,8 @@ GRADIENT_STUDY = Benchmark(
     },
     length_factors=(0.5, 1, 2, 4),
     tolerance=0.002,
-    diagnostics_every_n_steps=500,
     study=True,
+    axes=study_axes(),
 )
 
 # ----------------------------------------------------------------------------- copy memory
@@ -254,28 +265,35 @@ def smnist(permuted: bool) -> Benchmark:
 LM_SMOKE = Budget(max_epochs=1, limit_train_batches=5, limit_eval_batches=2, seeds=(0,))
 
 
-def lm_from_recipe(name: str, recipe_name: str, cpu_minutes: float) -> Benchmark:
-    recipe = LM_REFERENCE[recipe_name]
-    model_name = f"lstm_{recipe.backbone.num_layers}x{recipe.backbone.hidden_size}" + ("_tied" if recipe.tie_weights else "")
-    model = Recipe(model_name, recipe.backbone, recipe.optim, clip_val=recipe.clip_val,
-                   module={"tie_weights": recipe.tie_weights, "io_dropout": recipe.io_dropout})
+def word_lm(name: str, corpus: str, model: str, *, batch_size: int, bptt: int, epochs: int, cpu_minutes: float,
+            anchor: Anchor, origin: str) -> Benchmark:
+    """A word-level language-model benchmark: one published recipe, its corpus settings and its perplexity."""
     return Benchmark(
         name=name,
-        description=f"Word-level {recipe.corpus}, recipe {recipe_name!r} (tasks/reference.py): {recipe.epochs} "
-                    f"epochs, batch {recipe.batch_size}, BPTT {recipe.bptt}; test perplexity.",
+        description=f"Word-level {corpus}, {origin}: {epochs} epochs, batch {batch_size}, BPTT {bptt}; "
+                    "test perplexity.",
         data_class="LanguageModelling",
-        data_args={"corpus": recipe.corpus, "batch_size": recipe.batch_size, "bptt": recipe.bptt},
-        models={model_name: model},
+        data_args={"corpus": corpus, "batch_size": batch_size, "bptt": bptt},
+        models={model: LM_REFERENCE[model]},
         tiers={
             "smoke": LM_SMOKE,
-            "cpu": Budget(max_epochs=recipe.epochs, max_minutes=cpu_minutes, seeds=(0,)),
-            "full": Budget(max_epochs=recipe.epochs, accelerator="auto"),
+            "cpu": Budget(max_epochs=epochs, max_minutes=cpu_minutes, seeds=(0,)),
+            "full": Budget(max_epochs=epochs, accelerator="auto"),
         },
         stop_at_target=False,
         tolerance=1.0,
-        anchors=(Anchor(recipe.anchor, model_name, recipe.anchor_source),) if recipe.anchor else (),
+        anchors=(anchor,),
     )
 
+
+PTB_WORD = word_lm("ptb_word", "ptb", "lstm_2x200", batch_size=20, bptt=20, epochs=13, cpu_minutes=45.0,
+                   origin="Zaremba et al. 2014 'small'",
+                   anchor=Anchor(115.9, "lstm_2x200", "Zaremba et al. 2014 'small', TensorFlow's ptb_word_lm "
+                                                      "reproduction"))
+WIKITEXT2_WORD = word_lm("wikitext2_word", "wikitext2", "lstm_2x200_tied", batch_size=20, bptt=35, epochs=40,
+                         cpu_minutes=45.0, origin="pytorch/examples word_language_model --tied",
+                         anchor=Anchor(100.3, "lstm_2x200_tied", "pytorch/examples word_language_model, 40 "
+                                                                 "epochs, as users report it"))
 
 PTB_CHAR = Benchmark(
     name="ptb_char",
@@ -302,8 +320,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         COPY_T100,
         smnist(permuted=False),
         smnist(permuted=True),
-        lm_from_recipe("ptb_word", "ptb_small", cpu_minutes=45.0),
-        lm_from_recipe("wikitext2_word", "wikitext2_examples", cpu_minutes=45.0),
+        PTB_WORD,
+        WIKITEXT2_WORD,
         PTB_CHAR,
     )
 }

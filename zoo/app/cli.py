@@ -18,18 +18,19 @@ import zoo  # noqa: F401  (first: flushes denormals before torch starts its thre
 import sys
 from pathlib import Path
 
-import lightning as L
 import torch
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
-from zoo.diagnostics import DEFAULT_EVERY_N_STEPS, default_diagnostics
+from zoo.diagnostics import DIAGNOSTICS_EVERY_N_STEPS, default_diagnostics
 from zoo.errors import ZooError, check_float, check_int
 from zoo.module import SequenceModel
 from zoo.resume import SafeCheckpointIO, read_checkpoint
 from zoo.runtime import flush_denormal_default, set_flush_denormal
 
 import tasks  # noqa: F401  (registers the DataModules for --data)
+from tasks.base import TaskDataModule
+
 
 class ZooCLI(LightningCLI):
     def add_arguments_to_parser(self, parser) -> None:
@@ -50,7 +51,7 @@ class ZooCLI(LightningCLI):
         parser.add_argument(
             "--diagnostics_every_n_steps",
             type=int,
-            default=DEFAULT_EVERY_N_STEPS,
+            default=DIAGNOSTICS_EVERY_N_STEPS,
             help="How often the gradient-over-time probe and the spectra are measured.",
         )
         parser.link_arguments("data.task_spec", "model.task", apply_on="instantiate")
@@ -156,8 +157,8 @@ CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
 
 def _datamodule_names() -> set[str]:
-    """Class names --data resolves: every LightningDataModule subclass imported (tasks' DataModules among them)."""
-    names, todo = set(), [L.LightningDataModule]
+    """Class names --data resolves: every TaskDataModule subclass imported (tasks' own and a user's)."""
+    names, todo = set(), [TaskDataModule]
     while todo:
         for sub in todo.pop().__subclasses__():
             if sub.__name__ not in names:
@@ -185,7 +186,7 @@ def check_arguments(args: list[str]) -> None:
     for value in _option_values(args, "--data"):
         if value.isidentifier() and value not in _datamodule_names():
             raise ZooError(f"unknown DataModule {value!r} (--data); valid choices: {', '.join(DATAMODULES)}, "
-                           "or a class path such as tasks.AddingProblem")
+                           "or the class path of a tasks.base.TaskDataModule such as tasks.adding.AddingProblem")
     for value in _option_values(args, "--config", "-c"):
         if not value.endswith(CONFIG_SUFFIXES):
             continue  # a config given inline as a string
@@ -204,7 +205,7 @@ def check_arguments(args: list[str]) -> None:
 def run_cli(args: list[str] | None = None) -> ZooCLI:
     return ZooCLI(
         SequenceModel,
-        L.LightningDataModule,
+        TaskDataModule,  # the model is built from the DataModule's task_spec, so --data must have one
         subclass_mode_data=True,
         trainer_defaults={
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},

@@ -186,42 +186,53 @@ def plot_final_gradients(curves: dict[str, list[float]], out: Path, title: str =
 STUDY_MEASURES = (("mean", "test MSE (mean over finished seeds)"), ("decay_log10", "gradient decay log10"))
 
 
-def plot_study(rows: list[dict], out: Path) -> Path | None:
-    """Heat maps of the gradient-problem study: activation x init, one panel per clip setting and measure.
+def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | None = None) -> Path | None:
+    """Heat maps of a study's grid: first axis x second axis, one panel per value of the third and measure.
 
-    Cells where every seed diverged are left blank (and marked), never coloured by a NaN.
+    The grid is the rows' ``axes`` (from ``Benchmark.axes``: activation, init, clip for the
+    gradient-problem study), in the benchmark's order of axes and values when ``axes`` is
+    given; rows off the grid (references) are left out. Cells where every seed diverged
+    are left blank (and marked), never coloured by a NaN.
     """
-    grid = [r for r in rows if r["cell"].startswith("rnn") and len(r["model"].split(".")) == 3]  # rnn_{act}.{init}.{clip}
+    grid = [r for r in rows if r.get("axes")]
     if not grid:
         return None
-    activations = sorted({r["activation"] for r in grid}, key=lambda a: ["tanh", "relu", "leaky_relu", "elu"].index(a)
-                         if a in ("tanh", "relu", "leaky_relu", "elu") else 9)
-    inits = list(dict.fromkeys(r["model"].split(".")[1] for r in grid))
-    clips = list(dict.fromkeys(r["model"].split(".")[2] for r in grid))
-    fig, axes = plt.subplots(len(STUDY_MEASURES), len(clips), figsize=(5.5 * len(clips), 3.6 * len(STUDY_MEASURES)),
-                             squeeze=False)
+    places = list((axes or {}).values()) + [r["axes"] for r in grid]
+    names = list(dict.fromkeys(name for place in places for name in place))
+    if not 2 <= len(names) <= 3:
+        raise ZooError(f"a study heat map needs 2 or 3 axes, the grid has {len(names)}: {', '.join(names)}")
+    y_axis, x_axis, panel_axis = (*names, None)[:3]
+
+    def values_of(axis: str | None) -> list[str | None]:
+        """The axis's values that some row has, in the benchmark's order."""
+        present = {r["axes"].get(axis) for r in grid}
+        return [v for v in dict.fromkeys(place.get(axis) for place in places) if v in present] if axis else [None]
+
+    ys, xs, panels = values_of(y_axis), values_of(x_axis), values_of(panel_axis)
+    fig, panes = plt.subplots(len(STUDY_MEASURES), len(panels), figsize=(5.5 * len(panels), 3.6 * len(STUDY_MEASURES)),
+                              squeeze=False)
     for i, (key, title) in enumerate(STUDY_MEASURES):
         finite = [r[key] for r in grid if r[key] is not None and math.isfinite(r[key])]
-        low, high = (min(finite), max(finite)) if finite else (None, None)  # one colour scale across clip panels
-        for j, clip in enumerate(clips):
-            ax = axes[i][j]
-            values = [[math.nan] * len(inits) for _ in activations]
+        low, high = (min(finite), max(finite)) if finite else (None, None)  # one colour scale across panels
+        for j, panel in enumerate(panels):
+            ax = panes[i][j]
+            values = [[math.nan] * len(xs) for _ in ys]
             for r in grid:
-                _, init, c = r["model"].split(".")
-                if c == clip and r[key] is not None and math.isfinite(r[key]):
-                    values[activations.index(r["activation"])][inits.index(init)] = r[key]
+                place = r["axes"]
+                if place.get(panel_axis) == panel and r[key] is not None and math.isfinite(r[key]):
+                    values[ys.index(place.get(y_axis))][xs.index(place.get(x_axis))] = r[key]
             # Errors span orders of magnitude (0.005 solved, 0.16 trivial, 1e3 blown up): log colours.
             norm = LogNorm(low, high) if key == "mean" and finite and low > 0 else None
             image = ax.imshow(values, cmap="viridis_r" if key == "mean" else "viridis", aspect="auto", norm=norm,
                               **({} if norm else {"vmin": low, "vmax": high}))
-            for a, activation in enumerate(activations):
-                for k, init in enumerate(inits):
+            for a in range(len(ys)):
+                for k in range(len(xs)):
                     value = values[a][k]
                     ax.text(k, a, "div." if value != value else f"{value:.3g}", ha="center", va="center",
                             fontsize=7, color="white", path_effects=[withStroke(linewidth=1.2, foreground="black")])
-            ax.set_xticks(range(len(inits)), inits, fontsize=8)
-            ax.set_yticks(range(len(activations)), activations, fontsize=8)
-            ax.set_title(f"{title}, {clip}", fontsize=9)
+            ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=8)
+            ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=8)
+            ax.set_title(f"{title} ({y_axis} x {x_axis})" if panel is None else f"{title}, {panel}", fontsize=9)
             fig.colorbar(image, ax=ax)
     return _save(fig, out)
 

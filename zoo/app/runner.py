@@ -21,11 +21,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from zoo.errors import ZooError, check_choice, check_int
+from filelock import FileLock, Timeout
+
+from zoo.errors import ZooError, check_int, coerce_config
 from zoo.files import replaced_atomically, sha256_file
 from zoo.models.sequence_kernels import own_kernels
-from zoo.records import (SCHEMA, SCHEMA_VERSION, data_checksums, environment, read_record, record_id, record_path,
-                         test_metric, write_record)
+from zoo.records import (build_record, data_checksums, read_record, record_id, record_path, test_metric,
+                         write_record)
 
 DEFAULT_RECORDS = "leaderboards/records"
 DEFAULT_WEIGHTS = "runs/weights"
@@ -41,9 +43,10 @@ def quiet_lightning() -> None:
 
 
 def build_data(config: dict[str, Any], data_dir: str | None = None):
-    from tasks import DATAMODULES
+    """The config's DataModule: ``config["data"]["class"]`` is a short name or a class path (``tasks.resolve_datamodule``)."""
+    from tasks import resolve_datamodule
 
-    cls = DATAMODULES[check_choice("DataModule", config["data"]["class"], DATAMODULES)]
+    cls = resolve_datamodule(config["data"]["class"])
     args = dict(config["data"]["args"])
     if data_dir is not None and "data_dir" in inspect.signature(cls).parameters:
         args["data_dir"] = data_dir
@@ -122,8 +125,6 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
     lengths: dict[int, dict[str, float]] = {}
     if config["lengths"] and not result.diverged:
         lengths = evaluate_at_lengths(model, data, config["lengths"], accelerator=t["accelerator"])
-    diag = result.diagnostics
-    convergence = diag.get("convergence", {})
     if result.diverged:
         stopped_by = "diverged"
     elif config["stop_at_target"] and result.reached_target:
@@ -135,41 +136,10 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
     else:
         stopped_by = "max_epochs"
     weights = save_weights(model, Path(weights_dir) / f"{rid}.safetensors") if weights_dir and not result.diverged else None
-    return {
-        "schema": SCHEMA,
-        "schema_version": SCHEMA_VERSION,
-        "id": rid,
-        "benchmark": config["benchmark"],
-        "tier": config["tier"],
-        "model": config["model"]["name"],
-        "seed": seed,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "config": config,
-        "task": task,
-        "data": data_checksums(data),
-        "params": sum(p.numel() for p in model.parameters()),
-        "metrics": {
-            "test": result.test,
-            "val": result.val,
-            "best": {"metric": convergence.get("metric"), "value": convergence.get("best"),
-                     "step": convergence.get("best_step")},
-        },
-        "diverged": result.diverged is not None,
-        "diverged_reason": result.diverged,
-        "convergence": convergence,
-        "stability": diag.get("stability", {}),
-        "gradients": diag.get("gradients", {}),
-        "spectral": diag.get("spectral", {}),
-        "lengths": {str(k): v for k, v in lengths.items()},
-        "longest_solved": longest_solved(lengths, task),
-        "steps": result.steps,
-        "epochs": result.epochs,
-        "seconds": result.seconds,
-        "stopped_by": stopped_by,
-        "environment": environment(result.device),
-        "weights": weights,
-        "wandb_run_id": wandb_logger.experiment.id if wandb_logger is not None else None,
-    }
+    return build_record(config, seed, result, task=task, data=data_checksums(data),
+                        params=sum(p.numel() for p in model.parameters()), lengths=lengths,
+                        longest_solved=longest_solved(lengths, task), stopped_by=stopped_by, weights=weights,
+                        wandb_run_id=wandb_logger.experiment.id if wandb_logger is not None else None)
 
 
 def one_line(record: dict[str, Any]) -> str:
@@ -182,35 +152,32 @@ def one_line(record: dict[str, Any]) -> str:
             f"{f', target at step {reached}' if reached is not None else ''}, {record['seconds']:.0f} s")
 
 
-def claim(path: Path) -> bool:
-    """Take the pair whose record goes to ``path`` for this process: a ``.lock`` file made with O_EXCL.
+def pair_lock(path: Path) -> Path:
+    """The lock file of the pair whose record goes to ``path``."""
+    return path.with_name(f".{path.name}.lock")
+
+
+def claim(path: Path) -> FileLock | None:
+    """Take the pair whose record goes to ``path`` for this process, or None when another process holds it.
 
     Two suites started on the same records folder then split the pairs between them
-    instead of running each twice. A lock whose process is gone (killed) is taken over.
+    instead of running each twice. The lock is the operating system's (``filelock``): it
+    goes with its process, so a killed suite's pair is free again at once.
     """
-    lock = path.with_name(f".{path.name}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(2):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text() or "0")
-                os.kill(pid, 0)
-                return False  # alive: another suite is running this pair
-            except (ValueError, ProcessLookupError, FileNotFoundError):
-                lock.unlink(missing_ok=True)  # its process died: take it over
-                continue
-            except PermissionError:
-                return False
-        with os.fdopen(fd, "w") as f:
-            f.write(str(os.getpid()))
-        return True
-    return False
+    lock_path = pair_lock(path)
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(lock_path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return None
+    return lock
 
 
-def release(path: Path) -> None:
-    path.with_name(f".{path.name}.lock").unlink(missing_ok=True)
+def release(path: Path, lock: FileLock) -> None:
+    """Let the pair go; its record (when there is one) is already in place, so whoever takes the lock next skips it."""
+    pair_lock(path).unlink(missing_ok=True)
+    lock.release()
 
 
 RECIPE_KEYS = ("name", "backbone", "optim", "clip_val", "clip_algorithm", "module")
@@ -218,8 +185,6 @@ RECIPE_KEYS = ("name", "backbone", "optim", "clip_val", "clip_algorithm", "modul
 
 def load_model_config(path: str | os.PathLike):
     """A user's own model from YAML or JSON (name, backbone, optim, clip_val, clip_algorithm, module), checked."""
-    import dataclasses
-
     import yaml
 
     from zoo.app.recipes import Recipe
@@ -242,15 +207,12 @@ def load_model_config(path: str | os.PathLike):
     for key in ("backbone", "optim", "module"):
         if spec.get(key) is not None and not isinstance(spec[key], dict):
             raise ZooError(f"model config {path}: {key} must be a mapping of settings, got {type(spec[key]).__name__}")
-    fields = {"backbone": RNNConfig, "optim": OptimConfig}
     parts = {}
-    for key, cls in fields.items():
-        given = spec.get(key) or {}
-        bad = sorted(set(given) - {f.name for f in dataclasses.fields(cls)})
-        if bad:
-            raise ZooError(f"model config {path}: unknown {key} settings {bad}; valid: "
-                           f"{', '.join(f.name for f in dataclasses.fields(cls))}")
-        parts[key] = cls(**given)
+    for key, cls in {"backbone": RNNConfig, "optim": OptimConfig}.items():
+        try:
+            parts[key] = coerce_config(cls, spec.get(key) or {}, key)
+        except ZooError as err:
+            raise ZooError(f"model config {path}: {err}") from None
     return Recipe(str(spec["name"]), parts["backbone"], parts.get("optim", OptimConfig()),
                   clip_val=spec.get("clip_val"), clip_algorithm=spec.get("clip_algorithm", "norm"),
                   module=dict(spec.get("module") or {}))
@@ -294,7 +256,8 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
             read_record(path)  # a record that does not read is an error, never a silent redo or a skip
             done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "exists"})
             continue
-        if not claim(path):
+        lock = claim(path)
+        if lock is None:
             done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "running elsewhere"})
             continue
         try:
@@ -314,7 +277,7 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
                     with contextlib.suppress(OSError):
                         folder.rmdir()
         finally:
-            release(path)
+            release(path, lock)
         bar.write(one_line(record))
         done.append({"id": record["id"], "path": str(path), "status": "diverged" if record["diverged"] else "ran"})
     return done

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from lightning.pytorch.callbacks import Callback
 
+from zoo.cadence import DIAGNOSTICS_EVERY_N_STEPS
 from zoo.diagnostics.convergence import ConvergenceMonitor
 from zoo.diagnostics.gradients import GradientOverTime, decay_log10, gradient_over_time
 from zoo.diagnostics.lengths import at_length, evaluate_at_lengths, length_factors
@@ -16,11 +17,10 @@ from zoo.diagnostics.stability import StabilityMonitor
 from zoo.diagnostics.unroll import unrolled_forward
 from zoo.task_spec import TaskSpec
 
-DEFAULT_EVERY_N_STEPS = 500  # through-time probe and spectra; see scripts/diagnostics_cost.py for what it costs
 
 
 def default_diagnostics(task: TaskSpec, *, stop_at_target: bool = False,
-                        every_n_steps: int = DEFAULT_EVERY_N_STEPS) -> list[Callback]:
+                        every_n_steps: int = DIAGNOSTICS_EVERY_N_STEPS) -> list[Callback]:
     """Stability, convergence, gradient-over-time and spectral monitors at the default cadence."""
     return [
         StabilityMonitor(),
@@ -47,7 +47,7 @@ def summarize(callbacks: list[Callback], pl_module=None) -> dict:
 
 __all__ = [
     "ConvergenceMonitor",
-    "DEFAULT_EVERY_N_STEPS",
+    "DIAGNOSTICS_EVERY_N_STEPS",
     "GradientOverTime",
     "SpectralMonitor",
     "StabilityMonitor",

@@ -26,6 +26,7 @@ from typing import Any
 import lightning as L
 import torch
 
+from zoo.cadence import DIAGNOSTICS_EVERY_N_STEPS
 from zoo.diagnostics.periodic import PeriodicProbe
 from zoo.diagnostics.probe import probe_batch
 from zoo.diagnostics.unroll import unrolled_forward
@@ -80,7 +81,7 @@ class GradientOverTime(PeriodicProbe):
     ``summary()`` (and so to the run record).
     """
 
-    def __init__(self, every_n_steps: int = 500, probe_size: int = 32) -> None:
+    def __init__(self, every_n_steps: int = DIAGNOSTICS_EVERY_N_STEPS, probe_size: int = 32) -> None:
         super().__init__(every_n_steps)
         self.probe_size = probe_size
         self._probe: tuple[torch.Tensor, torch.Tensor] | None = None

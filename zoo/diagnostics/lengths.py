@@ -12,14 +12,15 @@ from zoo.errors import ZooError, check_int
 def at_length(data: L.LightningDataModule, seq_len: int) -> L.LightningDataModule:
     """The same task with sequences of ``seq_len`` steps: the DataModule rebuilt with its own settings but that one.
 
-    Works for any DataModule whose constructor takes ``seq_len`` and saved its
-    hyperparameters (the adding problem, copy memory); the test set of the new length
-    is fixed by the same data seed.
+    The task itself says which lengths it can be read at (``supports_length``, from
+    ``tasks.base.TaskDataModule``) and must take ``seq_len`` and have saved its
+    hyperparameters; the test set of the new length is fixed by the same data seed.
     """
-    if "seq_len" not in data.hparams:
-        raise ZooError(f"{type(data).__name__} has no seq_len setting, so it cannot be tested at other lengths; "
-                       "length tests need a task with seq_len (AddingProblem, CopyMemory)")
     check_int("seq_len", seq_len, low=1)
+    supports = getattr(data, "supports_length", None)
+    if "seq_len" not in data.hparams or supports is None or not supports(seq_len):
+        raise ZooError(f"{type(data).__name__} cannot be tested at length {seq_len}: length tests need a task "
+                       "that takes seq_len and supports that length (its supports_length)")
     return type(data)(**{**data.hparams, "seq_len": seq_len})
 
 

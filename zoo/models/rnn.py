@@ -1,6 +1,10 @@
-"""The recurrent backbone: vanilla RNN (four activations), LSTM and GRU, any depth, bidirectional.
+"""The recurrent backbone: any registered cell (``zoo.cells``: vanilla RNN, LSTM, GRU, ...), any depth, bidirectional.
 
-Three ways to run a layer, all with PyTorch's parameters under PyTorch's names:
+What a cell is (its gates, state, settings, layer module, step) is its ``Cell``
+descriptor; ``RNNConfig`` checks a config against it and ``RNNBackbone`` builds and
+initializes the cell's layer stack from it, so neither branches on a cell's name.
+
+The built-in cells run a layer three ways, all with PyTorch's parameters under PyTorch's names:
 
 - PyTorch's fused kernels (``nn.RNN``, ``nn.LSTM``, ``nn.GRU``; cuDNN on a GPU);
 - ``LoopRNN`` for the vanilla cell: the input projection for all steps in one matmul,
@@ -12,45 +16,70 @@ Three ways to run a layer, all with PyTorch's parameters under PyTorch's names:
   ``own_kernel_wins`` says. ``ZooLSTM`` and ``ZooGRU`` are ``nn.LSTM`` and ``nn.GRU``
   that take that path call by call.
 
+Those layer classes live with their cells (``LoopRNN`` in ``zoo.cells.rnn``, ``ZooLSTM``
+in ``zoo.cells.lstm``, ``ZooGRU`` in ``zoo.cells.gru``, their shared kernel choice in
+``zoo.cells.own_kernels``), below this module, and are re-exported here. The imports run
+one way: zoo.cells.base <- zoo.models.sequence_kernels <- the cells' files <- zoo.cells
+<- zoo.init <- this module.
+
 Shapes: B batch, T time, I input size, H hidden size, L layers, D directions (1 or 2).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from zoo.errors import ZooError, check_choice, check_float, check_int
-from zoo.init import INIT_SCHEMES, apply_init
-from zoo.models.sequence_kernels import ELU_ALPHA, LEAKY_RELU_SLOPE, own_kernel_wins, own_kernels_enabled, run_stack
+from zoo.cells import Cell, cell_names, get_cell
+from zoo.cells.gru import ZooGRU  # noqa: F401 (re-exported: the layer classes live with their cells)
+from zoo.cells.lstm import ZooLSTM  # noqa: F401 (re-exported)
+from zoo.cells.own_kernels import _ChoosesKernel, _wants_own_kernel  # noqa: F401 (re-exported)
+from zoo.cells.rnn import LoopRNN  # noqa: F401 (re-exported)
+from zoo.errors import ZooError, check_choice, check_float, check_int, coerce_config
+from zoo.init import INIT_SCHEMES, apply_init, check_recurrent_scheme
+from zoo.models.sequence_kernels import ACTIVATIONS, FUSED_NONLINEARITIES, NONLINEARITIES  # noqa: F401 (re-exported)
 
-CELLS = ("rnn", "lstm", "gru")
-NONLINEARITIES = ("tanh", "relu", "leaky_relu", "elu")
-FUSED_NONLINEARITIES = ("tanh", "relu")
-IMPLEMENTATIONS = ("auto", "fused", "loop")
-
-ACTIVATIONS = {
-    "tanh": torch.tanh,
-    "relu": torch.relu,
-    "leaky_relu": lambda x: F.leaky_relu(x, LEAKY_RELU_SLOPE),
-    "elu": lambda x: F.elu(x, ELU_ALPHA),
+# RNNConfig's fields that only some cells take (the cells that list them in Cell.options), and what a config
+# that gives one to another cell is told. Any other cell-specific setting goes in cell_options.
+CELL_SETTINGS = {
+    "nonlinearity": "nonlinearity {value!r} was given for cell {cell!r}, but only {takers} takes one; "
+                    "leave nonlinearity unset for {cell}",
+    "forget_bias": "forget_bias applies to the {names} cell only, but cell is {cell!r}",
+    "chrono_t_max": "chrono_t_max (chrono initialization) applies to the {names} cells only, but cell is {cell!r}",
 }
+
+
+def __getattr__(name: str) -> Any:
+    if name == "CELLS":  # for code older than the registry: the registered cells' names, read when asked
+        return cell_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _refuse(setting: str, value: Any, cell: str) -> ZooError:
+    takers = [get_cell(name) for name in cell_names() if setting in get_cell(name).options]
+    return ZooError(CELL_SETTINGS[setting].format(
+        value=value, cell=cell, names=" and ".join(c.name for c in takers) or "no",
+        takers=" and ".join(f"{c.summary or 'the cell'} {c.name!r}" for c in takers) or "no cell"))
 
 
 @dataclass(frozen=True)
 class RNNConfig:
     """Everything that defines a backbone and its initialization.
 
-    ``nonlinearity`` is for the vanilla cell only (unset means tanh); giving one for
-    lstm or gru is an error rather than silently ignored. ``implementation`` chooses
-    between PyTorch's fused kernel and the zoo's loop: ``auto`` takes, for the vanilla
-    cell, the fused kernel where one exists, and for lstm and gru, on the CPU, whichever
-    ``own_kernel_wins`` says is faster for the call (fused on every other device).
+    ``cell`` is a registered cell's name (``zoo.list_cells()``). The settings only some
+    cells take are checked by that cell's descriptor: ``nonlinearity`` is for the vanilla
+    cell only (unset means tanh), ``forget_bias`` for the lstm, ``chrono_t_max`` (chrono
+    initialization, Tallec & Ollivier 2018) for the lstm and gru; giving one to another
+    cell is an error rather than silently ignored. ``cell_options`` holds the settings
+    of cells that have their own (a step size, a damping...), by the names in their
+    ``Cell.options``; it is empty for the built-in cells, and a config without it
+    loads as empty. ``implementation`` chooses between PyTorch's fused kernel and the
+    zoo's loop: ``auto`` takes, for the vanilla cell, the fused kernel where one exists,
+    and for lstm and gru, on the CPU, whichever ``own_kernel_wins`` says is faster for
+    the call (fused on every other device).
     """
 
     cell: str = "lstm"
@@ -65,17 +94,15 @@ class RNNConfig:
     init_range: float = 0.1
     bias_init: float | None = None
     forget_bias: float | None = None
+    chrono_t_max: int | None = None
     implementation: str = "auto"
+    cell_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        check_choice("cell", self.cell, CELLS)
-        if self.nonlinearity is not None:
-            if self.cell != "rnn":
-                raise ZooError(
-                    f"nonlinearity {self.nonlinearity!r} was given for cell {self.cell!r}, "
-                    "but only the vanilla cell 'rnn' takes one; leave nonlinearity unset for lstm and gru"
-                )
-            check_choice("nonlinearity", self.nonlinearity, NONLINEARITIES)
+        cell = get_cell(self.cell)
+        for setting in CELL_SETTINGS:
+            if getattr(self, setting) is not None and setting not in cell.options:
+                raise _refuse(setting, getattr(self, setting), self.cell)
         check_int("hidden_size", self.hidden_size, low=1, high=1 << 16)
         check_int("num_layers", self.num_layers, low=1, high=64)
         if not isinstance(self.bidirectional, bool):
@@ -85,33 +112,43 @@ class RNNConfig:
             raise ZooError(f"dropout {self.dropout} acts between layers, so it needs num_layers >= 2, got 1")
         check_choice("input_init", self.input_init, INIT_SCHEMES)
         check_choice("recurrent_init", self.recurrent_init, INIT_SCHEMES)
+        check_recurrent_scheme(cell, self.recurrent_init)
         check_float("identity_scale", self.identity_scale)
         check_float("init_range", self.init_range, low=0.0)
         if self.bias_init is not None:
             check_float("bias_init", self.bias_init)
-        if self.forget_bias is not None:
-            if self.cell != "lstm":
-                raise ZooError(f"forget_bias applies to the lstm cell only, but cell is {self.cell!r}")
-            check_float("forget_bias", self.forget_bias)
-        check_choice("implementation", self.implementation, IMPLEMENTATIONS)
-        if self.implementation == "fused" and self.cell == "rnn" and self.activation not in FUSED_NONLINEARITIES:
-            raise ZooError(
-                f"implementation 'fused' has no kernel for nonlinearity {self.activation!r}; "
-                f"fused kernels exist for: {', '.join(FUSED_NONLINEARITIES)}; use 'auto' or 'loop'"
-            )
+        if self.chrono_t_max is not None and self.forget_bias is not None:
+            raise ZooError(f"chrono_t_max {self.chrono_t_max} and forget_bias {self.forget_bias} both set the forget "
+                           "gate's bias; give one of them")
+        self._check_cell_options(cell)
+        known = tuple(dict.fromkeys(i for name in cell_names() for i in get_cell(name).implementations))
+        check_choice("implementation", self.implementation, known)
+        if self.implementation not in cell.implementations:
+            raise ZooError(f"cell {self.cell!r} has no {self.implementation!r} implementation; "
+                           f"valid choices for {self.cell!r}: {', '.join(cell.implementations)}")
+        if cell.validate is not None:
+            cell.validate(self)
+
+    def _check_cell_options(self, cell: Cell) -> None:
+        """Each of the cell's settings that is given, by its ``Option.check``; a cell_options name it lacks is an error."""
+        if not isinstance(self.cell_options, dict) or not all(isinstance(k, str) for k in self.cell_options):
+            raise ZooError(f"cell_options must be a mapping of option names to values, got {self.cell_options!r}")
+        object.__setattr__(self, "cell_options", dict(self.cell_options))  # a copy: the config stays as it was built
+        own = [name for name in cell.options if name not in self.__dataclass_fields__]
+        unknown = sorted(set(self.cell_options) - set(own))
+        if unknown:
+            raise ZooError(f"cell {self.cell!r} has no option(s) {', '.join(unknown)} in cell_options; "
+                           + (f"its options: {', '.join(own)}" if own else "it takes none"))
+        for name, option in cell.options.items():
+            given = name in self.__dataclass_fields__
+            value = getattr(self, name) if given else self.cell_options.get(name)
+            if value is not None:
+                option.check(name if given else f"cell_options.{name}", value)
 
     @property
     def activation(self) -> str | None:
-        """The vanilla cell's nonlinearity with the default filled in; None for gated cells."""
-        if self.cell != "rnn":
-            return None
-        return self.nonlinearity or "tanh"
-
-    @property
-    def uses_loop(self) -> bool:
-        if self.cell != "rnn":
-            return False
-        return self.implementation == "loop" or self.activation not in FUSED_NONLINEARITIES
+        """The cell's nonlinearity, its default filled in (tanh for the vanilla cell); None for a cell without one."""
+        return get_cell(self.cell).option(self, "nonlinearity")
 
     @property
     def num_directions(self) -> int:
@@ -122,106 +159,14 @@ class RNNConfig:
 
     @classmethod
     def coerce(cls, value: RNNConfig | dict[str, Any]) -> RNNConfig:
-        if isinstance(value, cls):
-            return value
-        if isinstance(value, dict):
-            unknown = sorted(set(value) - set(cls.__dataclass_fields__))
-            if unknown:
-                raise ZooError(
-                    f"unknown backbone setting(s) {', '.join(unknown)}; "
-                    f"valid settings: {', '.join(cls.__dataclass_fields__)}"
-                )
-            return cls(**value)
-        raise ZooError(f"backbone must be an RNNConfig or a dict, got {type(value).__name__}")
-
-
-class LoopRNN(nn.Module):
-    """A vanilla RNN with any activation, parameter for parameter the same as ``nn.RNN``.
-
-    The names and shapes match ``nn.RNN`` (weight_ih_l0, weight_hh_l0, bias_ih_l0,
-    bias_hh_l0, ..._reverse), so the init schemes, the diagnostics and a state dict
-    work on either, and the two can be checked against each other.
-    """
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
-        nonlinearity: str = "tanh",
-        bidirectional: bool = False,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        self.input_size = input_size
-        self.hidden_size = hidden_size
-        self.num_layers = num_layers
-        self.nonlinearity = check_choice("nonlinearity", nonlinearity, NONLINEARITIES)
-        self.bidirectional = bidirectional
-        self.dropout = dropout
-        directions = 2 if bidirectional else 1
-        for layer in range(num_layers):
-            layer_input = input_size if layer == 0 else hidden_size * directions
-            for suffix in ["", "_reverse"][:directions]:
-                self.register_parameter(f"weight_ih_l{layer}{suffix}", nn.Parameter(torch.empty(hidden_size, layer_input)))
-                self.register_parameter(f"weight_hh_l{layer}{suffix}", nn.Parameter(torch.empty(hidden_size, hidden_size)))
-                self.register_parameter(f"bias_ih_l{layer}{suffix}", nn.Parameter(torch.empty(hidden_size)))
-                self.register_parameter(f"bias_hh_l{layer}{suffix}", nn.Parameter(torch.empty(hidden_size)))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """PyTorch's default for recurrent layers, so that init 'default' means the same on both paths."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
-        for param in self.parameters():
-            nn.init.uniform_(param, -bound, bound)
-
-    def forward(self, x: torch.Tensor, h0: torch.Tensor | None = None):
-        # x: (B, T, I); h0: (L*D, B, H) -> (B, T, D*H), (L*D, B, H). The loop over time, with its
-        # hand-written backward, is zoo.models.sequence_kernels.RNNSequence.
-        return run_stack(self, x, h0)
-
-
-def _wants_own_kernel(module: nn.LSTM | nn.GRU, x: torch.Tensor, cell: str) -> bool:
-    """Whether this call runs ``run_stack``: asked for ('loop'), or 'auto' where it is the faster on this input."""
-    if module.implementation == "fused" or isinstance(x, nn.utils.rnn.PackedSequence) or x.dim() != 3:
-        return False  # packed and unbatched inputs: PyTorch's kernels only
-    if module.implementation == "loop":
-        return True
-    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
-            and x.dtype == module.weight_hh_l0.dtype and own_kernels_enabled()
-            and not torch.is_autocast_enabled("cpu")
-            and own_kernel_wins(cell, batch=x.shape[0], seq_len=x.shape[1], training=torch.is_grad_enabled()))
-
-
-class _ChoosesKernel:
-    """Makes an ``nn.LSTM``/``nn.GRU`` (batch first) run the zoo's own kernels where ``implementation`` asks.
-
-    The module stays an ``nn.LSTM``/``nn.GRU``: the state dict, cuDNN and every type check are theirs.
-    """
-
-    cell: str
-
-    def __init__(self, *args: Any, implementation: str = "auto", **kwargs: Any) -> None:
-        super().__init__(*args, batch_first=True, **kwargs)
-        self.implementation = implementation
-
-    def forward(self, input: torch.Tensor, hx: Any = None):  # noqa: A002 (torch's name)
-        if _wants_own_kernel(self, input, self.cell):
-            return run_stack(self, input, hx)
-        return super().forward(input, hx)
-
-
-class ZooLSTM(_ChoosesKernel, nn.LSTM):
-    cell = "lstm"
-
-
-class ZooGRU(_ChoosesKernel, nn.GRU):
-    cell = "gru"
+        return coerce_config(cls, value, "backbone")
 
 
 class RNNBackbone(nn.Module):
     """A recurrent stack built from an ``RNNConfig``, initialized by its schemes.
 
+    The layer module is the cell's (``Cell.build``: the fast path), and the init reads
+    the cell's gate blocks and weight kinds, so a new cell needs nothing here.
     ``forward`` returns every step's top-layer output and the final state, as the torch
     modules do; ``last_features`` turns those into the vector a ``last``-step head reads.
     """
@@ -231,38 +176,31 @@ class RNNBackbone(nn.Module):
         check_int("input_size", input_size, low=1)
         self.config = config
         self.input_size = input_size
-        kwargs = dict(
-            input_size=input_size,
-            hidden_size=config.hidden_size,
-            num_layers=config.num_layers,
-            bidirectional=config.bidirectional,
-            dropout=config.dropout,
-        )
-        if config.uses_loop:
-            self.rnn: nn.Module = LoopRNN(nonlinearity=config.activation, **kwargs)
-        elif config.cell == "rnn":
-            self.rnn = nn.RNN(nonlinearity=config.activation, batch_first=True, **kwargs)
-        elif config.cell == "lstm":
-            self.rnn = ZooLSTM(implementation=config.implementation, **kwargs)
-        else:
-            self.rnn = ZooGRU(implementation=config.implementation, **kwargs)
+        cell = self.cell
+        self.rnn: nn.Module = cell.build(input_size, config)
         apply_init(
             self.rnn,
-            config.cell,
+            cell,
             input_init=config.input_init,
             recurrent_init=config.recurrent_init,
             identity_scale=config.identity_scale,
             init_range=config.init_range,
             bias_init=config.bias_init,
             forget_bias=config.forget_bias,
+            chrono_t_max=config.chrono_t_max,
         )
+
+    @property
+    def cell(self) -> Cell:
+        """The config's cell (looked up, not stored: a module holds no functions it would have to pickle)."""
+        return get_cell(self.config.cell)
 
     @property
     def output_size(self) -> int:
         return self.config.hidden_size * self.config.num_directions
 
     def forward(self, x: torch.Tensor, state: Any = None):
-        # x: (B, T, I) -> output (B, T, D*H), state (L*D, B, H) or, for lstm, a pair of them
+        # x: (B, T, I) -> output (B, T, D*H), state (L*D, B, H) or, for a cell with more than h (lstm), a tuple
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ZooError(f"backbone expects input of shape (B, T, {self.input_size}), got {tuple(x.shape)}")
         if isinstance(self.rnn, nn.LSTM) and x.device.type == "cpu" and torch.is_autocast_enabled("cpu"):
@@ -279,6 +217,6 @@ class RNNBackbone(nn.Module):
         backward direction after reading the whole sequence back to step 1 — not the
         backward direction's state at step T, which has seen a single input.
         """
-        h_n = state[0] if self.config.cell == "lstm" else state  # (L*D, B, H)
+        h_n = self.cell.unpack_state(state)[0]  # (L*D, B, H)
         top = h_n[-self.config.num_directions :]  # (D, B, H)
         return torch.cat(list(top), dim=-1)  # (B, D*H)

@@ -15,6 +15,8 @@ and the bias sums. The backward loop is then two (vanilla) to six (GRU) ops a st
 
 The vanilla RNN has PyTorch's fused kernel for tanh and relu only; ``LoopRNN`` (any
 activation) always runs ``RNNSequence``, and ``auto`` chooses for the LSTM and GRU.
+Which function runs a layer is its cell's (``zoo.cells``: ``Cell.sequence``), and
+``run_stack`` runs any cell's stack by it.
 
 The functions agree with the fused kernels to about 1e-6 relative in outputs and
 gradients (tests/test_sequence_kernels.py holds them to 1e-4). They are differentiable
@@ -32,11 +34,22 @@ from collections.abc import Iterator
 import torch
 from torch.autograd.function import once_differentiable
 
+from zoo.errors import ZooError
 from zoo.runtime import env_flag
 
 ENV_OWN_KERNELS = "ZOO_OWN_KERNELS"
+# The vanilla cell's activations, here because this module's kernels, LoopRNN and the cell's unrolled step
+# all implement them (and the cells' files, which sit below zoo.models.rnn, import this module).
+NONLINEARITIES = ("tanh", "relu", "leaky_relu", "elu")
+FUSED_NONLINEARITIES = ("tanh", "relu")  # the ones nn.RNN has a kernel for
 LEAKY_RELU_SLOPE = 0.01  # PyTorch's default negative slope
 ELU_ALPHA = 1.0
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "leaky_relu": lambda x: torch.nn.functional.leaky_relu(x, LEAKY_RELU_SLOPE),
+    "elu": lambda x: torch.nn.functional.elu(x, ELU_ALPHA),
+}
 
 
 # Read from ZOO_OWN_KERNELS at first use, not at import: a bad value is then a ZooError inside
@@ -397,46 +410,40 @@ class RNNSequence(torch.autograd.Function):
 
 
 def run_stack(rnn: torch.nn.Module, x: torch.Tensor, hx=None):
-    """``rnn(x, hx)`` for a batch-first ``nn.LSTM``, ``nn.GRU``, ``nn.RNN`` or ``LoopRNN``, by the functions
-    above, same parameters.
+    """``rnn(x, hx)`` for a batch-first stack of any registered cell that has a ``Cell.sequence``: ``nn.LSTM``,
+    ``nn.GRU``, ``nn.RNN``, ``LoopRNN``, ``ZooLSTM``, ``ZooGRU`` by the functions above, same parameters.
 
-    Returns what the module returns: output (B, T, D*H) and h_n (L*D, B, H), or (h_n, c_n).
-    Dropout between layers is ``F.dropout``: the same distribution as the fused kernel's,
-    not the same mask.
+    Returns what the module returns: output (B, T, D*H) and h_n (L*D, B, H), or a tuple
+    (h_n, c_n) for a cell whose state has more than one tensor. The layers, directions,
+    dropout and state handling are here; one direction of one layer is the cell's
+    ``sequence`` (the hook where a parallel scan plugs in). Dropout between layers is
+    ``F.dropout``: the same distribution as the fused kernel's, not the same mask.
     """
-    lstm, gru = isinstance(rnn, torch.nn.LSTM), isinstance(rnn, torch.nn.GRU)
+    from zoo.cells.base import cell_of, layer_parameters  # here, not at the top: the cells' files import this module
+
+    cell = cell_of(rnn)
+    if cell.sequence is None:
+        raise ZooError(f"cell {cell.name!r} has no whole-sequence function (Cell.sequence), so run_stack cannot run it")
     hidden, directions = rnn.hidden_size, 2 if rnn.bidirectional else 1
-    batch = x.shape[0]
     if hx is None:
-        zeros = x.new_zeros(rnn.num_layers * directions, batch, hidden)
-        hx = (zeros, zeros) if lstm else zeros
+        hx = cell.pack_state(cell.zero_state(x.shape[0], hidden, x, layers=rnn.num_layers * directions))
     if isinstance(rnn, torch.nn.RNNBase):  # PyTorch's own checks of the input and state sizes, and its messages
         rnn.check_forward_args(x, hx, None)
-    h0, c0 = hx if lstm else (hx, None)  # (L*D, B, H)
+    initial = cell.unpack_state(hx)  # each (L*D, B, H)
     layer_input = x.transpose(0, 1)  # (T, B, I): time-major, as the kernels want
-    h_n, c_n = [], []
+    finals: list[list[torch.Tensor]] = [[] for _ in cell.state]
     for layer in range(rnn.num_layers):
         outputs = []
-        for direction, suffix in enumerate(["", "_reverse"][:directions]):
-            w_ih = getattr(rnn, f"weight_ih_l{layer}{suffix}")
-            w_hh = getattr(rnn, f"weight_hh_l{layer}{suffix}")
-            b_ih = getattr(rnn, f"bias_ih_l{layer}{suffix}")
-            b_hh = getattr(rnn, f"bias_hh_l{layer}{suffix}")
+        for direction in range(directions):
             index = layer * directions + direction
             inputs = layer_input.flip(0) if direction else layer_input
-            if lstm:  # roll (i, f, g, o) to (o, i, f, g)
-                out, h, c = LSTMSequence.apply(inputs, h0[index], c0[index], w_ih.roll(hidden, 0),
-                                               (b_ih + b_hh).roll(hidden, 0), w_hh.roll(hidden, 0))
-                c_n.append(c)
-            elif gru:
-                out, h = GRUSequence.apply(inputs, h0[index], w_ih, b_ih, w_hh, b_hh)
-            else:
-                out, h = RNNSequence.apply(inputs, h0[index], w_ih, b_ih + b_hh, w_hh, rnn.nonlinearity,
-                                           LEAKY_RELU_SLOPE, ELU_ALPHA)
+            out, state = cell.sequence(rnn, layer_parameters(rnn, layer, bool(direction)), inputs,
+                                       tuple(part[index] for part in initial))
             outputs.append(out.flip(0) if direction else out)  # (T, B, H), time order
-            h_n.append(h)
+            for final, part in zip(finals, state):
+                final.append(part)  # (B, H)
         layer_input = torch.cat(outputs, dim=2) if directions == 2 else outputs[0]  # (T, B, D*H)
         if rnn.dropout > 0 and rnn.training and layer < rnn.num_layers - 1:
             layer_input = torch.nn.functional.dropout(layer_input, rnn.dropout, training=True)
     output = layer_input.transpose(0, 1)  # (B, T, D*H)
-    return (output, (torch.stack(h_n), torch.stack(c_n))) if lstm else (output, torch.stack(h_n))
+    return output, cell.pack_state(tuple(torch.stack(final) for final in finals))

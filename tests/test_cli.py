@@ -88,7 +88,7 @@ def test_print_config(capsys):
 
 @pytest.mark.parametrize("args,message", [
     (["--model.backbone.cell", "lst"], "unknown cell 'lst'; valid choices: rnn, lstm, gru"),
-    (["--model.backbone.cell", "gru", "--model.backbone.nonlinearity", "relu"], "only the vanilla cell 'rnn' takes one"),
+    (["--model.backbone.cell", "gru", "--model.backbone.nonlinearity", "relu"], "only the vanilla cell 'rnn' and the independently recurrent network 'indrnn' take one"),
     (["--model.backbone.nonlinearity", "sigmoid", "--model.backbone.cell", "rnn"], "unknown nonlinearity 'sigmoid'"),
     (["--model.backbone.recurrent_init", "glorot"], "unknown recurrent_init 'glorot'"),
     (["--model.backbone.cell", "rnn", "--model.backbone.input_init", "identity"], "identity init needs square matrices"),

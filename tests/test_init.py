@@ -106,7 +106,7 @@ def test_apply_init_rejects_bad_names():
     rnn = nn.LSTM(3, 4)
     with pytest.raises(ZooError, match="unknown recurrent_init 'glorot'"):
         apply_init(rnn, "lstm", recurrent_init="glorot")
-    with pytest.raises(ZooError, match="forget_bias applies to the lstm cell only"):
+    with pytest.raises(ZooError, match="forget_bias applies to the lstm and minlstm cells only"):
         apply_init(nn.GRU(3, 4), "gru", forget_bias=1.0)
 
 

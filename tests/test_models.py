@@ -70,10 +70,15 @@ def test_loop_activations_by_hand(nonlinearity, fn):
         torch.testing.assert_close(out[:, t], h)
 
 
+# The LRU's paper block has one residual width, so it is unidirectional; its bare layers are not.
+BIDIRECTIONAL_OPTIONS = {"lru": {"block": False}}
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_bidirectional_head_sees_both_ends(cell):
     """Forward direction after step T, backward direction after reading back to step 1."""
-    backbone = RNNBackbone(I, _config(cell, bidirectional=True, num_layers=2))
+    backbone = RNNBackbone(I, _config(cell, bidirectional=True, num_layers=2,
+                                      cell_options=BIDIRECTIONAL_OPTIONS.get(cell, {})))
     out, state = backbone(torch.randn(B, T, I))
     features = backbone.last_features(state)
     torch.testing.assert_close(features[:, :H], out[:, -1, :H])
@@ -104,7 +109,7 @@ def test_dropout_between_layers_only_in_training():
     [
         (dict(cell="lst"), "unknown cell 'lst'; valid choices: rnn, lstm, gru"),
         (dict(cell="rnn", nonlinearity="sigmoid"), "unknown nonlinearity 'sigmoid'; valid choices: tanh, relu, leaky_relu, elu"),
-        (dict(cell="lstm", nonlinearity="relu"), "only the vanilla cell 'rnn' takes one"),
+        (dict(cell="lstm", nonlinearity="relu"), "only the vanilla cell 'rnn' and the independently recurrent network 'indrnn' take one"),
         (dict(cell="gru", nonlinearity="tanh"), "nonlinearity 'tanh' was given for cell 'gru'"),
         (dict(hidden_size=0), "hidden_size must be an integer between 1 and 65536, got 0"),
         (dict(hidden_size=2.5), "hidden_size must be an integer"),
@@ -113,7 +118,7 @@ def test_dropout_between_layers_only_in_training():
         (dict(dropout=0.2), "needs num_layers >= 2"),
         (dict(recurrent_init="he"), "unknown recurrent_init 'he'; valid choices: default, xavier_uniform"),
         (dict(input_init="zeros"), "unknown input_init 'zeros'"),
-        (dict(cell="gru", forget_bias=1.0), "forget_bias applies to the lstm cell only"),
+        (dict(cell="gru", forget_bias=1.0), "forget_bias applies to the lstm and minlstm cells only"),
         (dict(cell="rnn", nonlinearity="elu", implementation="fused"), "no kernel for nonlinearity 'elu'"),
         (dict(implementation="cudnn"), "unknown implementation 'cudnn'; valid choices: auto, fused, loop"),
     ],

@@ -69,7 +69,7 @@ def check_recurrent_scheme(cell: Cell, scheme: str) -> str:
     if scheme in MATRIX_SCHEMES and not cell.recurrent_matrix:
         valid = [s for s in INIT_SCHEMES if s not in MATRIX_SCHEMES]
         raise ZooError(f"recurrent_init {scheme!r} needs a square recurrent matrix, which cell {cell.name!r} does not "
-                       f"have (its recurrent weights {', '.join(cell.recurrent_weights)} are elementwise); "
+                       f"have ({cell.recurrence_in_words()}); "
                        f"valid choices for {cell.name!r}: {', '.join(valid)}")
     return scheme
 
@@ -159,8 +159,9 @@ def apply_init(
     if forget_bias is not None and cell.forget_gate is None:
         from zoo.cells import cell_names, get_cell
 
-        names = " and ".join(name for name in cell_names() if get_cell(name).forget_gate is not None)
-        raise ZooError(f"forget_bias applies to the {names} cell only, but cell is {cell.name!r}; "
+        takers = [name for name in cell_names() if get_cell(name).forget_gate is not None]
+        raise ZooError(f"forget_bias applies to the {' and '.join(takers)} cell{'s' if len(takers) > 1 else ''} only, "
+                       f"but cell is {cell.name!r}; "
                        "leave forget_bias unset")
     params = dict(rnn.named_parameters())
     for kind, name in layer_weight_names(rnn, cell):

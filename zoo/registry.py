@@ -94,3 +94,78 @@ def lstm_2x200() -> RNNConfig:
 @register_model
 def lstm_1x512() -> RNNConfig:
     return RNNConfig(cell="lstm", hidden_size=512)
+
+
+# ----------------------------------------------------------------------------- the frontier cells (issue 21)
+@register_model
+def indrnn_2x128() -> RNNConfig:
+    """Li et al. 2018, the adding problem's IndRNN: 2 relu layers; a benchmark bounds |u| for its T."""
+    return RNNConfig(cell="indrnn", hidden_size=128, num_layers=2)
+
+
+@register_model
+def indrnn_6x128() -> RNNConfig:
+    """Li et al. 2018, sequential MNIST: 6 relu layers with batch norm, |u| <= 5^(1/784), the last layer's
+    gains started in [0.2^(1/784), 5^(1/784)] (the authors' run script)."""
+    return RNNConfig(cell="indrnn", hidden_size=128, num_layers=6,
+                     cell_options={"recurrent_max_len": 784, "recurrent_max_gain": 5.0, "last_layer_min_gain": 0.2,
+                                   "batch_norm": True})
+
+
+@register_model
+def cornn_1x128() -> RNNConfig:
+    """Rusch & Mishra 2021, the adding problem: dt 0.06, gamma 66, epsilon 15 (the authors' code)."""
+    return RNNConfig(cell="cornn", hidden_size=128, cell_options={"dt": 0.06, "gamma": 66.0, "epsilon": 15.0})
+
+
+@register_model
+def cornn_1x256() -> RNNConfig:
+    """Rusch & Mishra 2021, sequential MNIST: dt 0.042, gamma 2.7, epsilon 4.7."""
+    return RNNConfig(cell="cornn", hidden_size=256, cell_options={"dt": 0.042, "gamma": 2.7, "epsilon": 4.7})
+
+
+@register_model
+def lem_1x128() -> RNNConfig:
+    """Rusch et al. 2022, sequential MNIST: dt 0.21."""
+    return RNNConfig(cell="lem", hidden_size=128, cell_options={"dt": 0.21})
+
+
+@register_model
+def exprnn_1x170() -> RNNConfig:
+    """Lezcano-Casado & Martinez-Rubio 2019, sequential MNIST at 170 units: exp map, Cayley init."""
+    return RNNConfig(cell="exprnn", hidden_size=170, cell_options={"init": "cayley"})
+
+
+@register_model
+def exprnn_1x360() -> RNNConfig:
+    return RNNConfig(cell="exprnn", hidden_size=360, cell_options={"init": "cayley"})
+
+
+@register_model
+def exprnn_1x190() -> RNNConfig:
+    """The copy task's expRNN: 190 units, Henaff init."""
+    return RNNConfig(cell="exprnn", hidden_size=190, cell_options={"init": "henaff"})
+
+
+@register_model
+def lru_1x128() -> RNNConfig:
+    """Orvieto et al. 2023: one bare LRU layer (no block), |lambda| on [0.9, 0.999]."""
+    return RNNConfig(cell="lru", hidden_size=128, cell_options={"block": False})
+
+
+@register_model
+def lru_4x128() -> RNNConfig:
+    """Orvieto et al. 2023: four LRU blocks (norm, LRU, GELU, GLU, residual)."""
+    return RNNConfig(cell="lru", hidden_size=128, num_layers=4, cell_options={"r_min": 0.9, "r_max": 0.999})
+
+
+@register_model
+def mingru_3x128() -> RNNConfig:
+    """Feng et al. 2024: three minGRU layers (the paper's depth for selective copying)."""
+    return RNNConfig(cell="mingru", hidden_size=128, num_layers=3)
+
+
+@register_model
+def minlstm_3x128() -> RNNConfig:
+    """Feng et al. 2024: three minLSTM layers."""
+    return RNNConfig(cell="minlstm", hidden_size=128, num_layers=3)

@@ -9,7 +9,7 @@ module; nothing else in the zoo needs to change: the backbone builds it, the ini
 the unrolled diagnostics, the spectra and ``run_stack`` read its descriptor.
 
 The import order below is the registration order, which error messages list (rnn,
-lstm, gru); ``list_cells`` sorts.
+lstm, gru, then the frontier cells); ``list_cells`` sorts.
 """
 
 from zoo.cells.base import (Cell, Option, cell_names, cell_of, get_cell, layer_parameters, list_cells, register_cell,
@@ -19,6 +19,14 @@ from zoo.cells.base import (Cell, Option, cell_names, cell_of, get_cell, layer_p
 from zoo.cells import rnn  # noqa: E402, F401  (isort: skip)
 from zoo.cells import lstm  # noqa: E402, F401  (isort: skip)
 from zoo.cells import gru  # noqa: E402, F401  (isort: skip)
+# The frontier cells (issue 21).
+from zoo.cells import indrnn  # noqa: E402, F401  (isort: skip)
+from zoo.cells import cornn  # noqa: E402, F401  (isort: skip)
+from zoo.cells import lem  # noqa: E402, F401  (isort: skip)
+from zoo.cells import exprnn  # noqa: E402, F401  (isort: skip)
+from zoo.cells import lru  # noqa: E402, F401  (isort: skip)
+from zoo.cells import mingru  # noqa: E402, F401  (isort: skip)
+from zoo.cells import minlstm  # noqa: E402, F401  (isort: skip)
 
 __all__ = ["Cell", "Option", "cell_names", "cell_of", "get_cell", "layer_parameters", "list_cells", "register_cell",
            "unregister_cell"]

@@ -75,6 +75,19 @@ def linear_projection(params: Params, x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.linear(x, params["weight_ih"], params.get("bias_ih"))
 
 
+def matrix_spectrum(matrix: torch.Tensor) -> dict[str, float]:
+    """Spectral radius and largest singular value of one square recurrent block (H, H)."""
+    block = matrix.detach().double().cpu()
+    return {"radius": float(torch.linalg.eigvals(block).abs().max()),
+            "sigma_max": float(torch.linalg.matrix_norm(block, ord=2))}
+
+
+def diagonal_spectrum(diagonal: torch.Tensor) -> dict[str, float]:
+    """The same for a diagonal recurrence diag(d) (IndRNN's u, the LRU's lambda): both are max |d|."""
+    top = float(diagonal.detach().abs().double().max())
+    return {"radius": top, "sigma_max": top}
+
+
 @dataclass(frozen=True)
 class Option:
     """A cell-specific hyper-parameter: its default and the check of a given value.
@@ -158,6 +171,18 @@ class Cell:
     validate: Callable[[RNNConfig], None] | None = None
     modules: tuple[type, ...] = ()
     summary: str = ""  # one line for messages and listings, e.g. "the vanilla cell"
+    recurrence: str = ""  # for a cell without a square recurrent matrix: what its recurrence is, in words
+    # The cell's own spectra, {"l0": {"radius", "sigma_max"}, ...}, for a recurrence the spectra cannot read
+    # off a parameter: a matrix computed from one (expRNN's exp(A)) or a diagonal (IndRNN, the LRU).
+    spectra: Callable[[nn.Module], dict[str, dict[str, float]]] | None = None
+
+    def recurrence_in_words(self) -> str:
+        """Why there is no square recurrent matrix to measure or initialize, for messages."""
+        if self.recurrence:
+            return self.recurrence
+        if not self.recurrent_weights:
+            return "it has no recurrent weights: its gates read the input alone"
+        return f"its recurrent weights {', '.join(self.recurrent_weights)} are elementwise"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.isidentifier():

@@ -17,20 +17,19 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import torch
 
 from zoo.cadence import DIAGNOSTICS_EVERY_N_STEPS
 from zoo.cells import Cell
-from zoo.cells.base import split_name
+from zoo.cells.base import matrix_spectrum, split_name
 from zoo.diagnostics.periodic import PeriodicProbe
 
 
 def spectra_do_not_apply(cell: Cell) -> str | None:
     """Why the spectra do not apply to ``cell``, or None where they do."""
-    if cell.recurrent_matrix:
+    if cell.recurrent_matrix or cell.spectra is not None:
         return None
     return (f"does not apply: cell {cell.name!r} has no square recurrent matrix "
-            f"(its recurrent weights {', '.join(cell.recurrent_weights)} are elementwise)")
+            f"({cell.recurrence_in_words()})")
 
 
 def recurrent_spectra(backbone) -> dict[str, dict[str, float]]:
@@ -41,6 +40,8 @@ def recurrent_spectra(backbone) -> dict[str, dict[str, float]]:
     cell = backbone.cell
     if spectra_do_not_apply(cell):
         return {}
+    if cell.spectra is not None:
+        return cell.spectra(backbone.rnn)
     result = {}
     for name, weight in backbone.rnn.named_parameters():
         base = (split_name(name) or ("",))[0]
@@ -52,10 +53,7 @@ def recurrent_spectra(backbone) -> dict[str, dict[str, float]]:
         blocks = weight.detach().double().cpu().chunk(cell.num_gates, dim=0)  # G of (H, H)
         for gate, block in zip(cell.gates, blocks):
             key = f"{where}.{gate}" if gate else where
-            result[key] = {
-                "radius": float(torch.linalg.eigvals(block).abs().max()),
-                "sigma_max": float(torch.linalg.matrix_norm(block, ord=2)),
-            }
+            result[key] = matrix_spectrum(block)
     return result
 
 

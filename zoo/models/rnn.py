@@ -45,10 +45,10 @@ from zoo.models.sequence_kernels import ACTIVATIONS, FUSED_NONLINEARITIES, NONLI
 # RNNConfig's fields that only some cells take (the cells that list them in Cell.options), and what a config
 # that gives one to another cell is told. Any other cell-specific setting goes in cell_options.
 CELL_SETTINGS = {
-    "nonlinearity": "nonlinearity {value!r} was given for cell {cell!r}, but only {takers} takes one; "
+    "nonlinearity": "nonlinearity {value!r} was given for cell {cell!r}, but only {takers} take{verb_s} one; "
                     "leave nonlinearity unset for {cell}",
-    "forget_bias": "forget_bias applies to the {names} cell only, but cell is {cell!r}",
-    "chrono_t_max": "chrono_t_max (chrono initialization) applies to the {names} cells only, but cell is {cell!r}",
+    "forget_bias": "forget_bias applies to the {names} cell{plural} only, but cell is {cell!r}",
+    "chrono_t_max": "chrono_t_max (chrono initialization) applies to the {names} cell{plural} only, but cell is {cell!r}",
 }
 
 
@@ -61,7 +61,7 @@ def __getattr__(name: str) -> Any:
 def _refuse(setting: str, value: Any, cell: str) -> ZooError:
     takers = [get_cell(name) for name in cell_names() if setting in get_cell(name).options]
     return ZooError(CELL_SETTINGS[setting].format(
-        value=value, cell=cell, names=" and ".join(c.name for c in takers) or "no",
+        value=value, cell=cell, names=" and ".join(c.name for c in takers) or "no", plural="s" if len(takers) > 1 else "", verb_s="" if len(takers) > 1 else "s",
         takers=" and ".join(f"{c.summary or 'the cell'} {c.name!r}" for c in takers) or "no cell"))
 
 

@@ -1,0 +1,257 @@
+"""The LRU cell (zoo.cells.lru) against the paper's equations, its scans against each other, and through the zoo.
+
+The reference below is written from Orvieto et al. 2023 (§3, Figure 1, Appendix A) step by
+step with complex numbers, reading the module's parameters by name; it calls nothing of
+zoo.cells.lru or zoo.models.complex_scan.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+import yaml
+
+import zoo.cells.lru  # noqa: F401  (registers the cell)
+from zoo.cells.base import layer_parameters
+from zoo.errors import ZooError
+from zoo.models.complex_scan import DiagonalRecurrence, linear_recurrence, parallel_scan
+from zoo.models.rnn import RNNBackbone, RNNConfig
+
+
+# ----------------------------------------------------------------------------- the paper, step by step
+def _paper_layer(p: dict[str, torch.Tensor], u_in: torch.Tensor, block: bool, reverse: bool):
+    """One LRU block (or bare layer) over a (B, T, I) input: outputs (B, T, H), final y and complex x."""
+    batch, steps, _ = u_in.shape
+    lam = torch.exp(-torch.exp(p["nu_log"]) + 1j * torch.exp(p["theta_log"]))  # λ_j = exp(-e^ν + i e^θ)
+    b_mat = (p["B_re"] + 1j * p["B_im"]) * torch.exp(p["gamma_log"])[:, None]  # diag(γ) B
+    c_mat = p["C_re"] + 1j * p["C_im"]
+    x = torch.zeros(batch, lam.shape[0], dtype=torch.complex128)
+    outs = [None] * steps
+    for t in (range(steps - 1, -1, -1) if reverse else range(steps)):
+        u = u_in[:, t]
+        if "weight_ih" in p:
+            u = u @ p["weight_ih"].T + p["bias_ih"]  # the encoder
+        z = u
+        if "norm_weight" in p:
+            mean = u.mean(-1, keepdim=True)
+            var = ((u - mean) ** 2).mean(-1, keepdim=True)
+            z = (u - mean) / torch.sqrt(var + 1e-5) * p["norm_weight"] + p["norm_bias"]
+        x = lam * x + z.to(torch.complex128) @ b_mat.T  # x_k = Λ x_{k-1} + γ ⊙ B u_k
+        y = (x @ c_mat.T).real + p["D"] * z  # y_k = Re(C x_k) + D ⊙ u_k
+        if block:
+            g = 0.5 * y * (1 + torch.erf(y / math.sqrt(2)))  # GELU
+            a = g @ p["glu_weight"][: y.shape[1]].T + p["glu_bias"][: y.shape[1]]
+            gate = g @ p["glu_weight"][y.shape[1]:].T + p["glu_bias"][y.shape[1]:]
+            y = u + a * torch.sigmoid(gate)  # GLU, skip connection
+        outs[t] = y
+    return torch.stack(outs, 1), outs[0 if reverse else -1], x
+
+
+def _paper_stack(backbone: RNNBackbone, x: torch.Tensor, block: bool):
+    config, rnn = backbone.config, backbone.rnn
+    hs, xs, layer_input = [], [], x
+    for layer in range(config.num_layers):
+        outs = []
+        for reverse in [False, True][: config.num_directions]:
+            out, h, state = _paper_layer(layer_parameters(rnn, layer, reverse), layer_input, block, reverse)
+            outs.append(out)
+            hs.append(h)
+            xs.append(torch.view_as_real(state).flatten(-2))  # the zoo's interleaved real view
+        layer_input = torch.cat(outs, -1)
+    return layer_input, torch.stack(hs), torch.stack(xs)
+
+
+def _backbone(**kwargs) -> RNNBackbone:
+    torch.manual_seed(0)
+    options = kwargs.pop("cell_options", {})
+    return RNNBackbone(3, RNNConfig(cell="lru", hidden_size=5, cell_options=options, **kwargs)).double().eval()
+
+
+CASES = [dict(num_layers=2), dict(num_layers=2, cell_options={"state_size": 3, "r_min": 0.0, "r_max": 0.5}),
+         dict(num_layers=2, bidirectional=True, cell_options={"block": False}),
+         dict(cell_options={"block": False, "state_size": 7})]
+
+
+@pytest.mark.parametrize("kwargs", CASES)
+@pytest.mark.parametrize("scan", ["sequential", "parallel"])
+def test_fast_path_matches_the_papers_equations_forward_and_gradients(kwargs, scan):
+    kwargs = {**kwargs, "cell_options": {**kwargs.get("cell_options", {}), "scan": scan}}
+    block = kwargs["cell_options"].get("block", True)
+    backbone = _backbone(**kwargs)
+    x = torch.randn(3, 6, 3, dtype=torch.double)
+    out, (h_n, x_n) = backbone(x)
+    ref_out, ref_h, ref_x = _paper_stack(backbone, x, block)
+    torch.testing.assert_close(out, ref_out, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(h_n, ref_h, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(x_n, ref_x, rtol=1e-10, atol=1e-12)
+    weights = [torch.randn_like(t) for t in (out, h_n, x_n)]
+
+    def grads(tensors):
+        loss = sum((t * w).sum() for t, w in zip(tensors, weights))
+        return torch.autograd.grad(loss, list(backbone.parameters()))
+
+    names = [name for name, _ in backbone.named_parameters()]
+    assert {"rnn.nu_log_l0", "rnn.B_re_l0", "rnn.C_im_l0", "rnn.D_l0", "rnn.weight_ih_l0"} <= set(names)
+    for name, fast, ref in zip(names, grads((out, h_n, x_n)), grads((ref_out, ref_h, ref_x))):
+        torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-11, msg=name)
+
+
+def test_the_state_continues_a_sequence():
+    backbone = _backbone(num_layers=2)
+    x = torch.randn(2, 8, 3, dtype=torch.double)
+    whole, (h, s) = backbone(x)
+    first, state = backbone(x[:, :5])
+    second, (h2, s2) = backbone(x[:, 5:], state)
+    torch.testing.assert_close(torch.cat([first, second], 1), whole, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close((h2, s2), (h, s), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ZooError, match=r"state x must be \(B, 2N\) = \(B, 10\)"):
+        backbone(x, (h, s[..., :4]))
+
+
+# ----------------------------------------------------------------------------- the scans
+def _recurrence_inputs(steps=7, batch=2, size=3):
+    torch.manual_seed(1)
+    lam = torch.polar(torch.rand(size, dtype=torch.double) * 0.9 + 0.05, torch.rand(size, dtype=torch.double) * 6)
+    b = torch.randn(steps, batch, size, dtype=torch.complex128)
+    x0 = torch.randn(batch, size, dtype=torch.complex128)
+    return [t.requires_grad_() for t in (lam, b, x0)]
+
+
+def test_gradcheck_the_recurrence_in_complex128():
+    inputs = _recurrence_inputs()
+    assert torch.autograd.gradcheck(DiagonalRecurrence.apply, inputs)
+    assert torch.autograd.gradcheck(parallel_scan, inputs)
+    lam, b, x0 = inputs  # the gradient of one input alone
+    assert torch.autograd.gradcheck(lambda b_: DiagonalRecurrence.apply(lam.detach(), b_, x0.detach()), (b,))
+
+
+@pytest.mark.parametrize("steps", [1, 2, 5, 8, 13])
+def test_parallel_scan_equals_the_sequential_loop(steps):
+    lam, b, x0 = _recurrence_inputs(steps=steps)
+    x, expected = x0.detach(), []
+    for b_t in b.detach():
+        x = lam.detach() * x + b_t
+        expected.append(x)
+    seq, par = linear_recurrence(lam, b, x0, "sequential"), linear_recurrence(lam, b, x0, "parallel")
+    torch.testing.assert_close(seq, torch.stack(expected), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(par, seq, rtol=1e-12, atol=1e-12)
+    w = torch.randn_like(seq)
+    g_seq = torch.autograd.grad((seq * w.conj()).real.sum(), (lam, b, x0))
+    g_par = torch.autograd.grad((par * w.conj()).real.sum(), (lam, b, x0))
+    for a, c in zip(g_seq, g_par):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12)
+    assert linear_recurrence(lam, b[:0], x0).shape == (0, 2, 3)
+    with pytest.raises(ZooError, match="scan must be one of auto, sequential, parallel, got 'fast'"):
+        linear_recurrence(lam, b, x0, "fast")
+
+
+# ----------------------------------------------------------------------------- diagnostics
+@pytest.mark.parametrize("kwargs", CASES)
+def test_unrolled_diagnostics_reproduce_the_backbone(kwargs):
+    from zoo.diagnostics import recurrent_spectra, unrolled_forward
+    from zoo.diagnostics.spectral import spectra_do_not_apply
+
+    backbone = _backbone(**kwargs)
+    x = torch.randn(4, 7, 3, dtype=torch.double)
+    out, state = backbone(x)
+    unrolled, unrolled_state, hidden = unrolled_forward(backbone, x)
+    torch.testing.assert_close(unrolled, out, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(unrolled_state, state, rtol=1e-12, atol=1e-12)
+    assert len(hidden) == backbone.config.num_layers and len(hidden[0][0]) == 7
+    assert backbone.last_features(state).shape == (4, backbone.output_size)
+    # diag(lambda): radius and largest singular value are max |lambda|, inside the init ring
+    spectra = recurrent_spectra(backbone)
+    assert spectra and spectra_do_not_apply(backbone.cell) is None
+    assert all(values["radius"] == values["sigma_max"] < 1 for values in spectra.values())
+    options = backbone.config.cell_options
+    for radii in backbone.rnn.eigenvalue_radii().values():  # the stand-in: |λ| on the init ring
+        assert options.get("r_min", 0.9) <= radii["radius_min"] <= radii["radius_max"] <= options.get("r_max", 0.999)
+
+
+def test_init_follows_the_paper():
+    torch.manual_seed(0)
+    rnn = RNNBackbone(1, RNNConfig(cell="lru", hidden_size=64, cell_options={"r_min": 0.4, "r_max": 0.8,
+                                                                              "max_phase": 3.0})).rnn
+    p = layer_parameters(rnn, 0)
+    lam = torch.exp(-torch.exp(p["nu_log"]) + 1j * torch.exp(p["theta_log"]))
+    assert 0.4 <= lam.abs().min() and lam.abs().max() <= 0.8
+    assert 0 <= lam.angle().min() and lam.angle().max() <= 3.0
+    torch.testing.assert_close(torch.exp(p["gamma_log"]), torch.sqrt(1 - lam.abs() ** 2), rtol=1e-5, atol=1e-6)
+    assert p["B_re"].shape == (64, 64) and abs(float(p["B_re"].std()) - 1 / math.sqrt(128)) < 0.02
+    assert abs(float(p["C_im"].std()) - 1 / math.sqrt(64)) < 0.02
+
+
+# ----------------------------------------------------------------------------- settings
+BAD = [
+    ({"r_max": 1.0}, r"cell_options.r_max must be >= 0 and < 1 .*got 1.0"),
+    ({"r_min": 1.2}, r"cell_options.r_min must be >= 0 and < 1 .*got 1.2"),
+    ({"r_min": -0.1}, r"cell_options.r_min must be a number >= 0.0"),
+    ({"r_min": 0.5, "r_max": 0.5}, r"cell_options.r_min must be < cell_options.r_max, got r_min 0.5 and r_max 0.5"),
+    ({"max_phase": 0.0}, r"cell_options.max_phase must be > 0 and <= 2π"),
+    ({"max_phase": 7.0}, r"cell_options.max_phase must be a number >= 0.0 and <= 6.28"),
+    ({"state_size": 0}, r"cell_options.state_size must be"),
+    ({"block": "yes"}, r"cell_options.block must be true or false, got 'yes'"),
+    ({"norm": "batch"}, r"unknown cell_options.norm 'batch'; valid choices: layer, none"),
+    ({"scan": "fast"}, r"unknown cell_options.scan 'fast'; valid choices: auto, sequential, parallel"),
+    ({"block_dropout": 1.0}, r"cell_options.block_dropout must be"),
+    ({"block": False, "norm": "none"}, r"cell_options.norm and cell_options.block_dropout belong to the LRU block"),
+    ({"dt": 0.1}, r"cell 'lru' has no option\(s\) dt in cell_options"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD)
+def test_bad_settings_are_one_clear_error(options, message):
+    with pytest.raises(ZooError, match=message):
+        RNNConfig(cell="lru", cell_options=options)
+
+
+def test_settings_the_lru_cannot_take_are_refused():
+    with pytest.raises(ZooError, match="the LRU block .* is unidirectional"):
+        RNNConfig(cell="lru", bidirectional=True)
+    with pytest.raises(ZooError, match="recurrent_init 'uniform' does not apply to cell 'lru'"):
+        RNNConfig(cell="lru", recurrent_init="uniform")
+    with pytest.raises(ZooError, match="recurrent_init 'orthogonal' needs a square recurrent matrix"):
+        RNNConfig(cell="lru", recurrent_init="orthogonal")
+    config = RNNConfig(cell="lru", hidden_size=4, cell_options={"r_min": 0.5})
+    assert RNNConfig.coerce(config.to_dict()) == config
+
+
+def test_block_dropout_masks_only_in_training():
+    backbone = _backbone(num_layers=2, dropout=0.25, cell_options={"block_dropout": 0.5})
+    x = torch.randn(2, 5, 3, dtype=torch.double)
+    eval_out = backbone(x)[0]
+    torch.testing.assert_close(backbone(x)[0], eval_out)  # eval: deterministic
+    backbone.train()
+    assert not torch.allclose(backbone(x)[0], eval_out)
+
+
+# ----------------------------------------------------------------------------- through the zoo
+def _find(root, pattern: str):
+    found = sorted(root.rglob(pattern))
+    assert found, f"no {pattern} under {root}"
+    return found[-1]
+
+
+def test_lru_trains_through_zoo_fit_with_diagnostics(tmp_path, monkeypatch):
+    from zoo.app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8",
+                 "--data.batches_per_epoch", "3", "--data.val_size", "16", "--data.test_size", "16",
+                 "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
+                 "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
+                 "--seed_everything", "0", "--flush_denormal", "false", "--model.backbone.cell", "lru",
+                 "--model.backbone.hidden_size", "4", "--model.backbone.num_layers", "2",
+                 "--model.backbone.cell_options", '{"r_min": 0.5, "state_size": 3}',
+                 "--trainer.default_root_dir", str(tmp_path)]) == 0
+    config = yaml.safe_load(_find(tmp_path, "config.yaml").read_text())
+    assert config["model"]["backbone"]["cell"] == "lru"
+    assert config["model"]["backbone"]["cell_options"] == {"r_min": 0.5, "state_size": 3}
+    metrics = _find(tmp_path, "metrics.csv").read_text()
+    assert "train_loss" in metrics and "gradients/decay_log10" in metrics and "spectral/l0/radius" in metrics  # max |lambda|
+    curves = json.loads(_find(tmp_path, "grad_over_time.json").read_text())
+    assert [entry["step"] for entry in curves] == [0, 4]
+    assert all(len(entry["norms"]["l0"]) == 12 and all(map(math.isfinite, entry["norms"]["l0"])) for entry in curves)

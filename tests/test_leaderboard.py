@@ -1,8 +1,8 @@
-"""Leaderboards from records: seeds aggregated, diverged runs apart, no NaN anywhere; compare places a run."""
+"""Leaderboards from records: medians of the scored seeds, failed and diverged runs apart, no NaN anywhere;
+compare places a run."""
 
 import copy
 import csv
-import statistics
 
 import pytest
 
@@ -10,7 +10,7 @@ from zoo.app.runner import execute
 from zoo.app.cli import main
 from zoo.errors import ZooError
 from zoo.app.boards import aggregate, build, compare
-from zoo.records import record_path, write_record
+from zoo.records import outcome, record_path, write_record
 
 
 @pytest.fixture(scope="module")
@@ -28,28 +28,38 @@ def variant(record, model, seed, mse=None, diverged=False):
         r["metrics"]["test"] = {}
     else:
         r["metrics"]["test"]["mse"] = mse
+    r.update(outcome(r["task"], r["metrics"]["test"], r["diverged"]))  # decided on the test split, as a run does
     return r
 
 
 @pytest.fixture
 def board(tmp_path, real_record):
     root = tmp_path / "records"
-    runs = [variant(real_record, "a", 0, 0.10), variant(real_record, "a", 1, 0.20), variant(real_record, "a", 2, None,
-            diverged=True), variant(real_record, "b", 0, 0.05), variant(real_record, "b", 1, 0.07),
+    runs = [variant(real_record, "a", 0, 0.10), variant(real_record, "a", 1, 0.14), variant(real_record, "a", 2, None,
+            diverged=True), variant(real_record, "a", 3, 0.1666), variant(real_record, "a", 4, 3429.0),
+            variant(real_record, "b", 0, 0.05), variant(real_record, "b", 1, 0.07),
             variant(real_record, "c", 0, None, diverged=True)]
     for r in runs:
         write_record(record_path(root, r["benchmark"], r["tier"], r["model"], r["seed"]), r)
     return root, runs
 
 
-def test_seeds_aggregate_and_diverged_runs_count_apart(board):
+def test_seeds_aggregate_as_a_median_and_failed_or_diverged_runs_count_apart(board):
     _, runs = board
     rows = {row["model"]: row for row in aggregate(runs)}
     assert [row["model"] for row in aggregate(runs)] == ["b", "a", "c"]  # lower MSE first; all-diverged last
     a = rows["a"]
-    assert a["n"] == 2 and a["runs"] == 3 and a["diverged"] == 1
-    assert a["mean"] == pytest.approx(0.15) and a["std"] == pytest.approx(statistics.stdev([0.1, 0.2]))
-    assert rows["c"]["mean"] is None and rows["c"]["diverged"] == 1
+    # 0.1666 learnt nothing (failed); 3,429 is finite and diverged: neither enters the median of 0.10 and 0.14
+    assert a["n"] == 2 and a["runs"] == 5 and a["failed"] == 1 and a["diverged"] == 2 and a["solved"] == 0
+    assert (a["median"], a["min"], a["max"]) == (pytest.approx(0.12), 0.10, 0.14) and a["rank"] == 2
+    assert rows["c"]["median"] is None and rows["c"]["diverged"] == 1 and rows["c"]["rank"] is None
+
+
+def test_one_seed_shows_no_spread(real_record):
+    from zoo.app.boards import fmt_metric
+
+    (row,) = aggregate([variant(real_record, "a", 0, 0.1)])
+    assert fmt_metric(row) == "0.1" and row["n"] == 1
 
 
 def test_build_writes_tables_csv_figures_and_index_without_nan(board, tmp_path):
@@ -59,10 +69,10 @@ def test_build_writes_tables_csv_figures_and_index_without_nan(board, tmp_path):
     names = {p.name for p in written}
     assert {"README.md", "gradient_study.smoke.md", "gradient_study.smoke.csv"} <= names
     table = (out / "gradient_study.smoke.md").read_text()
-    assert "The gradient-problem study" in table and "0.15 ± 0.071" in table
+    assert "The gradient-problem study" in table and "0.12 [0.1–0.14]" in table and "| 2/5 |" in table
     assert "nan" not in table.lower() and "gradient_study.smoke.a.s2" in table
     rows = list(csv.DictReader((out / "gradient_study.smoke.csv").open()))
-    assert [r["model"] for r in rows] == ["b", "a", "c"] and rows[2]["mean"] == "" and rows[1]["diverged"] == "1"
+    assert [r["model"] for r in rows] == ["b", "a", "c"] and rows[2]["median"] == "" and rows[1]["diverged"] == "2"
     assert "[gradient_study.smoke.md](gradient_study.smoke.md)" in (out / "README.md").read_text()
 
 
@@ -71,13 +81,13 @@ def test_compare_ranks_a_run_and_checks_apples_to_apples(board, tmp_path, real_r
     mine = variant(real_record, "mine", 0, 0.065)
     path = write_record(tmp_path / "mine.json", mine)
     (result,) = compare(path, root)
-    assert result["rank"] == 2 and result["of"] == 4 and result["best_model"] == "b"
+    assert result["rank"] == 2 and result["ranked"] == 2 and result["best_model"] == "b"  # b and a have medians
     assert result["to_best"] == pytest.approx(0.005) and result["same_model"] is None
     assert result["apples_to_apples"]
     other = variant(real_record, "a", 7, 0.12)
     other["config"]["trainer"]["max_steps"] = 999
     (result,) = compare(write_record(tmp_path / "other.json", other), root)
-    assert result["to_same_model"] == pytest.approx(-0.03) and not result["apples_to_apples"]
+    assert result["to_same_model"] == pytest.approx(0.0) and not result["apples_to_apples"]
     assert result["differences"] == ["trainer.max_steps 999 vs 6"]
 
 
@@ -104,7 +114,8 @@ def test_study_heat_map_leaves_diverged_cells_blank(tmp_path, real_record):
     written = build(root, tmp_path / "out")
     assert (tmp_path / "out" / "gradient_study.smoke.study.png") in written
     table = (tmp_path / "out" / "gradient_study.smoke.md").read_text()
-    assert "| rnn_relu.default.noclip | relu | default | none | – | 1/1 |" in table  # axes, test mse, diverged
+    # axes, test mse (no scored seed), n, solved, failed, diverged
+    assert "| rnn_relu.default.noclip | relu | default | none | – | 0 | 0/1 | 0/1 | 1/1 |" in table
 
 
 def test_build_regenerates_the_readme_block_only(board, tmp_path):

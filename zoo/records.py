@@ -29,8 +29,65 @@ from zoo.models.sequence_kernels import own_kernels_enabled
 from zoo.runtime import flush_denormal_active
 
 SCHEMA = "rnn-zoo/run-record"
-SCHEMA_VERSION = 1
+# 2: every record has its outcome ("state", "solved", decided on the test split) and its learning curves.
+SCHEMA_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # a version-1 record is read as version 2 (``upgrade``): its state derived, no curves
+STATES = ("solved", "unsolved", "finished", "failed", "diverged")
+# A run whose test score is worse than this many times the trivial baseline's (a "min" metric: MSE, perplexity,
+# bits per character) has diverged even when every number stayed finite: MSE 3,429 on the adding problem.
+DIVERGED_FACTOR = 10.0
 PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "safetensors", "rnn-zoo")
+
+
+def outcome(task: dict[str, Any], test: dict[str, Any], diverged: bool) -> dict[str, Any]:
+    """What became of a run, decided on its test metrics: {"state", "solved", "reason"}.
+
+    - diverged: training stopped on a non-finite loss or gradient, there is no finite test
+      score, or the score is past ``DIVERGED_FACTOR`` times the trivial baseline's;
+    - failed: it covered less than the task's ``baseline_margin`` of the way from the
+      trivial baseline to a perfect score: it learnt nothing that counts;
+    - solved / unsolved: the test score meets the task's target, or does not;
+    - finished: a task without a target (language models), better than its baseline.
+
+    ``solved`` is True only for "solved". Early stopping may watch the validation set;
+    the state never does.
+    """
+    from zoo.task_spec import PERFECT
+
+    metric, mode, target = task["target_metric"], task["target_mode"], task.get("target")
+    value = test.get(metric) if isinstance(test, dict) else None
+    baseline = (task.get("baselines") or {}).get(metric)
+    name = f"test {metric}"
+
+    def result(state: str, reason: str) -> dict[str, Any]:
+        return {"state": state, "solved": state == "solved", "reason": reason}
+
+    if diverged:
+        return result("diverged", "training stopped on a non-finite loss or gradient")
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return result("diverged", f"{name} is {value!r}, not a finite number")
+    if baseline is not None and mode == "min" and value > DIVERGED_FACTOR * baseline:
+        return result("diverged", f"{name} {value:.4g} is over {DIVERGED_FACTOR:g} x the trivial baseline's "
+                                  f"{baseline:.4g}")
+    if baseline is not None and metric in PERFECT:
+        margin = float(task.get("baseline_margin", 0.05))
+        threshold = baseline + margin * (PERFECT[metric] - baseline)
+        if (value > threshold) if mode == "min" else (value < threshold):
+            return result("failed", f"{name} {value:.4g} is within {margin:.0%} of the way from the trivial "
+                                    f"baseline's {baseline:.4g} to a perfect {PERFECT[metric]:g}")
+    if target is None:
+        return result("finished", f"{name} {value:.4g}; the task has no target")
+    if value <= target if mode == "min" else value >= target:
+        return result("solved", f"{name} {value:.4g} meets the target {target:g}")
+    return result("unsolved", f"{name} {value:.4g} misses the target {target:g}")
+
+
+def upgrade(record: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 record as version 2: its outcome derived from its own test metrics, and no curves (it kept none)."""
+    if record.get("schema_version") == SCHEMA_VERSION:
+        return record
+    return {**record, **outcome(record["task"], record["metrics"].get("test", {}), bool(record.get("diverged"))),
+            "curves": None, "schema_version": SCHEMA_VERSION, "upgraded_from": record.get("schema_version")}
 
 
 def build_record(config: dict[str, Any], seed: int, result: Any, *, task: dict[str, Any], data: dict[str, Any],
@@ -42,7 +99,8 @@ def build_record(config: dict[str, Any], seed: int, result: Any, *, task: dict[s
     that says so are made in one place.
     """
     diag = result.diagnostics
-    convergence = diag.get("convergence", {})
+    convergence = dict(diag.get("convergence", {}))
+    curves = convergence.pop("curves", None)
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
@@ -62,8 +120,10 @@ def build_record(config: dict[str, Any], seed: int, result: Any, *, task: dict[s
             "best": {"metric": convergence.get("metric"), "value": convergence.get("best"),
                      "step": convergence.get("best_step")},
         },
+        **outcome(task, result.test, result.diverged is not None),
         "diverged": result.diverged is not None,
         "diverged_reason": result.diverged,
+        "curves": curves,
         "convergence": convergence,
         "stability": diag.get("stability", {}),
         "gradients": diag.get("gradients", {}),
@@ -119,13 +179,13 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         raise ZooError(f"run record {path} is not valid JSON (truncated or corrupt?): {err}") from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise ZooError(f"{path} is not an rnn-zoo run record (no \"schema\": {SCHEMA!r})")
-    if record.get("schema_version") != SCHEMA_VERSION:
+    if record.get("schema_version") not in READABLE_VERSIONS:
         raise ZooError(f"run record {path} has schema version {record.get('schema_version')!r}; this rnn-zoo "
-                       f"reads version {SCHEMA_VERSION}")
+                       f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
     for key in ("id", "benchmark", "tier", "model", "seed", "config", "metrics", "task"):
         if key not in record:
             raise ZooError(f"run record {path} has no {key!r} field")
-    return record
+    return upgrade(record)
 
 
 def find_records(path: str | os.PathLike) -> list[Path]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoo.errors import check_choice, check_int, coerce_config
+from zoo.errors import check_choice, check_float, check_int, coerce_config
 
 HEADS = ("last", "every")  # read the final state once, or predict at every step
 INPUT_KINDS = ("dense", "tokens")  # float features (B, T, I), or token ids (B, T) read through an embedding
 LOSSES = ("mse", "cross_entropy")
 METRICS = ("mse", "accuracy", "perplexity", "bpc")
+PERFECT = {"mse": 0.0, "accuracy": 1.0, "perplexity": 1.0, "bpc": 0.0}  # the best score each metric can take
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class TaskSpec:
     vocabulary size when ``input_kind`` is "tokens". ``stateful`` tasks (language
     models) carry the recurrent state from one batch to the next, detached, because
     their batches are consecutive windows of the same streams.
+
+    ``baseline_margin`` is the share of the way from the trivial baseline to a perfect
+    score (``PERFECT``) that a run must cover on the test set to count as having learnt
+    anything; a run that covers less is "failed" (``zoo.records.outcome``), however close
+    its number looks to the others.
     """
 
     name: str
@@ -42,6 +48,7 @@ class TaskSpec:
     tolerance: float = 0.04  # |error| under which a regression counts as correct ("accuracy" of an mse task)
     baselines: dict[str, float] = field(default_factory=dict)
     baseline_note: str = ""
+    baseline_margin: float = 0.05
 
     def __post_init__(self) -> None:
         check_int("task input_size", self.input_size, low=1)
@@ -54,6 +61,7 @@ class TaskSpec:
             check_choice("task metric", metric, METRICS)
         check_choice("task target_metric", self.target_metric, self.metrics)
         check_choice("task target_mode", self.target_mode, ("min", "max"))
+        check_float("task baseline_margin", self.baseline_margin, low=0.0, high=1.0)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON/YAML types only (lists, not tuples), for hyperparameters and records."""

@@ -183,7 +183,7 @@ def plot_final_gradients(curves: dict[str, list[float]], out: Path, title: str =
     return _save(fig, out) if drawn else plt.close(fig)
 
 
-STUDY_MEASURES = (("mean", "test MSE (mean over finished seeds)"), ("decay_log10", "gradient decay log10"))
+STUDY_MEASURES = (("median", "test MSE (median over scored seeds)"), ("decay_log10", "gradient decay log10"))
 
 
 def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | None = None) -> Path | None:
@@ -222,8 +222,8 @@ def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | No
                 if place.get(panel_axis) == panel and r[key] is not None and math.isfinite(r[key]):
                     values[ys.index(place.get(y_axis))][xs.index(place.get(x_axis))] = r[key]
             # Errors span orders of magnitude (0.005 solved, 0.16 trivial, 1e3 blown up): log colours.
-            norm = LogNorm(low, high) if key == "mean" and finite and low > 0 else None
-            image = ax.imshow(values, cmap="viridis_r" if key == "mean" else "viridis", aspect="auto", norm=norm,
+            norm = LogNorm(low, high) if key == "median" and finite and low > 0 else None
+            image = ax.imshow(values, cmap="viridis_r" if key == "median" else "viridis", aspect="auto", norm=norm,
                               **({} if norm else {"vmin": low, "vmax": high}))
             for a in range(len(ys)):
                 for k in range(len(xs)):

@@ -11,7 +11,6 @@ resumes where it stopped; a record is renamed into place only once complete.
 from __future__ import annotations
 
 import contextlib
-import datetime
 import inspect
 import logging
 import os
@@ -105,7 +104,9 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
         "accelerator": t["accelerator"],
     }
     if t.get("max_minutes"):
-        trainer_kwargs["max_time"] = datetime.timedelta(minutes=t["max_minutes"])
+        raise ZooError(f"run {rid} has a wall-clock budget ({t['max_minutes']} minutes); budgets are steps or epochs, "
+                       "so that a run gives the same record on every machine (`zoo reproduce` replays an old "
+                       "record's steps)")
     if callbacks:
         trainer_kwargs["callbacks"] = list(callbacks)
     wandb_logger = None
@@ -131,8 +132,6 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
         stopped_by = "target"
     elif t["max_steps"] and t["max_steps"] > 0 and result.steps >= t["max_steps"]:
         stopped_by = "max_steps"
-    elif t.get("max_minutes") and result.seconds >= 60 * t["max_minutes"] - 1:
-        stopped_by = "max_time"
     else:
         stopped_by = "max_epochs"
     weights = save_weights(model, Path(weights_dir) / f"{rid}.safetensors") if weights_dir and not result.diverged else None
@@ -307,9 +306,14 @@ def reproduce(path: str | os.PathLike, *, data_dir: str | None = None,
               out: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run a record's own config and seed again and compare.
 
-    A run that stopped on a wall-clock budget is replayed for the steps it took, so the
-    result does not depend on how fast this machine is.
+    What decides a CPU run's numerics beyond its config is re-created from the record: the
+    number of torch threads (a matmul's sums are split, and so rounded, by thread) and the
+    kernel path (the zoo's own LSTM/GRU kernels or PyTorch's). A run that stopped on a
+    wall-clock budget (records from before budgets were steps) is replayed for the steps it
+    took, so the result does not depend on how fast this machine is.
     """
+    import torch
+
     old = read_record(path)
     config = {**old["config"], "trainer": dict(old["config"]["trainer"])}
     notes = []
@@ -318,9 +322,20 @@ def reproduce(path: str | os.PathLike, *, data_dir: str | None = None,
         config["trainer"]["max_steps"] = old["steps"]
         notes.append(f"the record stopped on a {old['config']['trainer']['max_minutes']}-minute budget; "
                      f"replaying its {old['steps']} steps")
+    threads = old["environment"].get("cpu_threads")
+    if threads and threads != torch.get_num_threads() and not str(old["environment"].get("device")).startswith("cuda"):
+        notes.append(f"re-run with the record's {threads} torch thread(s) (this process had {torch.get_num_threads()})")
+    else:
+        threads = None
+    previous_threads = torch.get_num_threads()
     # Records older than the zoo's own LSTM/GRU kernels ran PyTorch's fused ones: replay on the same path.
     with tempfile.TemporaryDirectory() as weights_dir, own_kernels(old["environment"].get("own_kernels", False)):
-        new = execute(config, old["seed"], data_dir=data_dir, weights_dir=weights_dir)
+        try:
+            if threads:
+                torch.set_num_threads(threads)
+            new = execute(config, old["seed"], data_dir=data_dir, weights_dir=weights_dir)
+        finally:
+            torch.set_num_threads(previous_threads)
     new["config"] = old["config"]
     if out:
         write_record(out, new)

@@ -18,7 +18,6 @@ from zoo.diagnostics.unroll import unrolled_forward
 from zoo.task_spec import TaskSpec
 
 
-
 def default_diagnostics(task: TaskSpec, *, stop_at_target: bool = False,
                         every_n_steps: int = DIAGNOSTICS_EVERY_N_STEPS) -> list[Callback]:
     """Stability, convergence, gradient-over-time and spectral monitors at the default cadence."""

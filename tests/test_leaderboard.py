@@ -65,7 +65,7 @@ def test_one_seed_shows_no_spread(real_record):
 def test_build_writes_tables_csv_figures_and_index_without_nan(board, tmp_path):
     root, _ = board
     out = tmp_path / "boards"
-    written = build(root, out)
+    written = build(root, out, allow_dirty=True)  # records made in the working tree, dirty while developing
     names = {p.name for p in written}
     assert {"README.md", "gradient_study.smoke.md", "gradient_study.smoke.csv"} <= names
     table = (out / "gradient_study.smoke.md").read_text()
@@ -94,7 +94,7 @@ def test_compare_ranks_a_run_and_checks_apples_to_apples(board, tmp_path, real_r
 def test_leaderboard_cli(board, tmp_path, capsys):
     root, runs = board
     assert main(["leaderboard", "build", "--records", str(root), "--out", str(tmp_path / "o"),
-                 "--readme", str(tmp_path / "README.md")]) == 0
+                 "--readme", str(tmp_path / "README.md"), "--allow_dirty"]) == 0
     path = record_path(root, runs[0]["benchmark"], runs[0]["tier"], "a", 0)
     assert main(["leaderboard", "compare", str(path), "--records", str(root)]) == 0
     assert "apples to apples" in capsys.readouterr().out
@@ -111,7 +111,7 @@ def test_study_heat_map_leaves_diverged_cells_blank(tmp_path, real_record):
     runs[2]["config"]["trainer"].update(gradient_clip_val=None, gradient_clip_algorithm=None)
     for r in runs:
         write_record(record_path(root, r["benchmark"], r["tier"], r["model"], r["seed"]), r)
-    written = build(root, tmp_path / "out")
+    written = build(root, tmp_path / "out", allow_dirty=True)
     assert (tmp_path / "out" / "gradient_study.smoke.study.png") in written
     table = (tmp_path / "out" / "gradient_study.smoke.md").read_text()
     # axes, test mse (no scored seed), n, solved, failed, diverged
@@ -122,7 +122,7 @@ def test_build_regenerates_the_readme_block_only(board, tmp_path):
     root, _ = board
     readme = tmp_path / "README.md"
     readme.write_text("# top\n<!-- leaderboard:start -->\nold\n<!-- leaderboard:end -->\nbottom\n")
-    build(root, tmp_path / "leaderboards", readme=readme)
+    build(root, tmp_path / "leaderboards", readme=readme, allow_dirty=True)
     text = readme.read_text()
     assert text.startswith("# top\n<!-- leaderboard:start -->") and text.endswith("<!-- leaderboard:end -->\nbottom\n")
     assert "old" not in text and "](leaderboards/gradient_study.smoke.md)" in text and "gradient-problem study" in text
@@ -138,7 +138,7 @@ def test_committed_leaderboards_are_exactly_what_the_records_build(tmp_path):
     readme = tmp_path / "README.md"  # the repo's README, its block rebuilt: links relative to it as in the repo
     readme.write_text((root.parent / "README.md").read_text(encoding="utf-8"), encoding="utf-8")
     out = tmp_path / "leaderboards"
-    build(root / "records", out, readme=readme)
+    build(root / "records", out, readme=readme, allow_dirty=True)  # until the sMNIST record is re-run clean
     committed = sorted(p.name for p in root.glob("*.md")) + sorted(p.name for p in root.glob("*.csv"))
     rebuilt = sorted(p.name for p in out.glob("*.md")) + sorted(p.name for p in out.glob("*.csv"))
     assert committed == rebuilt
@@ -146,3 +146,18 @@ def test_committed_leaderboards_are_exactly_what_the_records_build(tmp_path):
         assert (out / name).read_text() == (root / name).read_text(), name
     assert readme.read_text(encoding="utf-8") == (root.parent / "README.md").read_text(encoding="utf-8"), \
         "the README's leaderboard block is not what `zoo leaderboard build` writes"
+
+
+def test_records_from_a_dirty_checkout_are_refused_unless_allowed(tmp_path, real_record):
+    root = tmp_path / "records"
+    clean, dirty = variant(real_record, "a", 0, 0.1), variant(real_record, "b", 0, 0.1)
+    clean["environment"]["git"] = {"commit": "0" * 40, "dirty": False}
+    dirty["environment"]["git"] = {"commit": "0" * 40, "dirty": True}
+    for r in (clean, dirty):
+        write_record(record_path(root, r["benchmark"], r["tier"], r["model"], r["seed"]), r)
+    with pytest.raises(ZooError, match=r"1 record\(s\) were made from a checkout with local changes.*"
+                                       r"gradient_study.smoke.b.s0.*pass --allow_dirty"):
+        build(root, tmp_path / "out")
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing half-written
+    build(root, tmp_path / "out", allow_dirty=True)
+    assert "**Made from a checkout with local changes**" in (tmp_path / "out" / "gradient_study.smoke.md").read_text()

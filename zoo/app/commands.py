@@ -80,18 +80,21 @@ def leaderboard_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo leaderboard", description="Tables from run records.")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="regenerate leaderboards/ (tables, CSVs, figures, index) from the records")
-    b.add_argument("--records", default=DEFAULT_RECORDS)
-    b.add_argument("--out", default="leaderboards")
+    b.add_argument("--records", default=DEFAULT_RECORDS, help="folder of run records (default: %(default)s)")
+    b.add_argument("--out", default="leaderboards", help="folder the boards are written to (default: %(default)s)")
+    b.add_argument("--allow_dirty", action="store_true",
+                   help="also build from records made from a checkout with local changes (marked on their boards)")
     b.add_argument("--readme", default="README.md",
                    help="a README whose block between <!-- leaderboard:start/end --> markers is regenerated "
                         "(left alone when it has none)")
     c = sub.add_parser("compare", help="place a run (a record file or a folder of them) on its benchmark's board")
-    c.add_argument("path")
-    c.add_argument("--records", default=DEFAULT_RECORDS)
+    c.add_argument("path", help="your run record (JSON) or a folder of them")
+    c.add_argument("--records", default=DEFAULT_RECORDS,
+                   help="folder of the board's run records (default: %(default)s)")
     c.add_argument("--json", action="store_true", help="print the comparison as JSON")
     args = parser.parse_args(argv)
     if args.command == "build":
-        written = build(args.records, args.out, readme=args.readme)
+        written = build(args.records, args.out, readme=args.readme, allow_dirty=args.allow_dirty)
         print(f"wrote {len(written)} files under {args.out}")
         return 0
     results = compare(args.path, args.records)

@@ -45,7 +45,8 @@ def meets(value: float | None, target: float, mode: str) -> bool:
 def replot(path: Path) -> int:
     saved = json.loads(path.read_text())
     curves = {row["model"]: {int(t): m[saved["metric"]] for t, m in row["at_lengths"].items()} for row in saved["rows"]}
-    print(plot_lengths(curves, saved["metric"], path.with_suffix(".png"), trained_at=saved["lengths"][0]))
+    print(plot_lengths(curves, saved["metric"], path.with_suffix(".png"), trained_at=saved["lengths"][0],
+                       target=saved.get("target"), baseline=saved.get("baseline")))
     return 0
 
 
@@ -106,9 +107,13 @@ def main(argv: list[str] | None = None) -> int:
         values = "  ".join(f"{v[plotted]:.4f}" for v in row["at_lengths"].values())
         print(f"{row['model']:<16} {str(row['longest_solved'] or 'none'):>16}   {values}")
     out = Path(args.out)
+    spec = base.task_spec
+    target = spec.target if plotted == spec.target_metric else None
+    baseline = spec.baselines.get(plotted)
     write_json_atomic(out, dict(task=args.task, metric=metric, lengths=sorted(args.lengths), max_steps=args.max_steps,
-                                seed=args.seed, rows=rows))
-    plot_lengths(curves, plotted, out.with_suffix(".png"), trained_at=sorted(args.lengths)[0])
+                                seed=args.seed, rows=rows, target=target, baseline=baseline))
+    plot_lengths(curves, plotted, out.with_suffix(".png"), trained_at=sorted(args.lengths)[0], target=target,
+                 baseline=baseline)
     print(out)
     return 0
 

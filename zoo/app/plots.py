@@ -76,6 +76,19 @@ def _save(fig, out: Path) -> Path:
     return out
 
 
+LINE_STYLES = ("-", "--", ":", "-.")
+
+
+def line_style(index: int) -> dict[str, object]:
+    """The ``index``-th line's colour and dash: ten colours, then the same ten dashed, dotted...; no two alike."""
+    return {"color": plt.get_cmap("tab10")(index % 10), "linestyle": LINE_STYLES[(index // 10) % len(LINE_STYLES)]}
+
+
+def _legend_outside(ax, **kw) -> None:
+    """The legend right of the axes, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, **kw)
+
+
 def _draw(ax, series: Series, label: str, **kw) -> bool:
     if not series:
         return False
@@ -151,48 +164,67 @@ def plot_spectra(runs: list[Run], out: Path) -> Path | None:
     return _save(fig, out) if drawn else plt.close(fig)
 
 
-def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None) -> Path:
+def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None,
+                 target: float | None = None, baseline: float | None = None) -> Path:
     """A test metric against the sequence length, one line per model ({label: {T: value}})."""
     fig, ax = plt.subplots(figsize=(6, 4))
     lengths: set[int] = set()
-    for label, by_length in results.items():
+    for index, (label, by_length) in enumerate(results.items()):
         points = sorted((int(t), v) for t, v in by_length.items() if math.isfinite(v) and v > 0)
         lengths.update(t for t, _ in points)
-        _draw(ax, points, label, marker="o")
+        _draw(ax, points, label, marker="o", **line_style(index))
     if trained_at:
         ax.axvline(trained_at, color="grey", linewidth=0.8, linestyle="--", label=f"trained at T={trained_at}")
-    ax.set(title=f"test {metric} against sequence length", xlabel="T", xscale="log")
+    if target is not None:
+        ax.axhline(target, color="green", linewidth=0.9, linestyle=":", label=f"target {target:g}")
+    if baseline is not None:
+        ax.axhline(baseline, color="red", linewidth=0.9, linestyle=":", label=f"trivial baseline {baseline:.3g}")
+    ax.set(title=f"test {metric} against sequence length", xlabel="T", ylabel=f"test {metric}", xscale="log")
     if metric in ("mse", "perplexity", "bpc"):
         ax.set_yscale("log")  # errors span orders of magnitude off the trained length
     ax.set_xticks(sorted(lengths), [str(t) for t in sorted(lengths)])
     ax.minorticks_off()
-    ax.legend()
+    _legend_outside(ax, fontsize=8)
     return _save(fig, out)
 
 
 def plot_final_gradients(curves: dict[str, list[float]], out: Path, title: str = "") -> Path | None:
-    """One ‖∂L/∂h_t‖ curve per model (from run records) on a log scale; non-finite and zero norms left out."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    """One ‖∂L/∂h_t‖ curve per model (from run records) on a log scale; non-finite and zero norms left out.
+
+    Each curve has its own colour and dash (``line_style``) and the legend sits outside the axes.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
     drawn = False
-    for label, norms in curves.items():
+    for index, (label, norms) in enumerate(curves.items()):
         points = [(t, v) for t, v in enumerate(norms, 1) if v is not None and math.isfinite(v) and v > 0]
-        drawn |= _draw(ax, points, label)
-    ax.set(title=title, xlabel="step t", ylabel="‖∂L/∂h_t‖", yscale="log")
+        drawn |= _draw(ax, points, label, **line_style(index))
+    ax.set(title=title, xlabel="step t (the loss reads the last step)", ylabel="‖∂L/∂h_t‖", yscale="log")
     if drawn:
-        ax.legend(fontsize=7)
+        _legend_outside(ax, fontsize=7)
     return _save(fig, out) if drawn else plt.close(fig)
 
 
-STUDY_MEASURES = (("median", "test MSE (median over scored seeds)"), ("decay_log10", "gradient decay log10"))
+STUDY_MEASURES = (("median", "test MSE, median of scored seeds"), ("decay_log10", "gradient decay log10"))
 
 
-def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | None = None) -> Path | None:
+def _no_number(row: dict) -> str:
+    """What a cell without a median shows: why it has none."""
+    if row["failed"] and row["failed"] >= row["diverged"]:
+        return f"failed\n{row['failed']}/{row['runs']}"
+    return f"diverged\n{row['diverged']}/{row['runs']}" if row["diverged"] else "–"
+
+
+def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | None = None,
+               target: float | None = None, baseline: float | None = None) -> Path | None:
     """Heat maps of a study's grid: first axis x second axis, one panel per value of the third and measure.
 
     The grid is the rows' ``axes`` (from ``Benchmark.axes``: activation, init, clip for the
     gradient-problem study), in the benchmark's order of axes and values when ``axes`` is
-    given; rows off the grid (references) are left out. Cells where every seed diverged
-    are left blank (and marked), never coloured by a NaN.
+    given; rows off the grid (the LSTM/GRU references) are listed under the figure. A cell
+    is the median of its scored seeds; one with none (every seed failed or diverged) is
+    left blank and says which, never coloured by a NaN. The error colours are on a log
+    scale clipped to [target / 2, trivial baseline]: everything at or past the baseline
+    (learnt nothing) is one colour, and one blown-up seed cannot stretch the scale.
     """
     grid = [r for r in rows if r.get("axes")]
     if not grid:
@@ -214,26 +246,44 @@ def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | No
     for i, (key, title) in enumerate(STUDY_MEASURES):
         finite = [r[key] for r in grid if r[key] is not None and math.isfinite(r[key])]
         low, high = (min(finite), max(finite)) if finite else (None, None)  # one colour scale across panels
+        clipped = key == "median" and target is not None and baseline is not None and target > 0
+        if clipped:
+            low, high = target / 2, baseline
         for j, panel in enumerate(panels):
             ax = panes[i][j]
             values = [[math.nan] * len(xs) for _ in ys]
+            blanks = [[""] * len(xs) for _ in ys]
             for r in grid:
                 place = r["axes"]
-                if place.get(panel_axis) == panel and r[key] is not None and math.isfinite(r[key]):
-                    values[ys.index(place.get(y_axis))][xs.index(place.get(x_axis))] = r[key]
-            # Errors span orders of magnitude (0.005 solved, 0.16 trivial, 1e3 blown up): log colours.
-            norm = LogNorm(low, high) if key == "median" and finite and low > 0 else None
+                if place.get(panel_axis) != panel:
+                    continue
+                a, k = ys.index(place.get(y_axis)), xs.index(place.get(x_axis))
+                if r[key] is not None and math.isfinite(r[key]):
+                    values[a][k] = r[key]
+                else:
+                    blanks[a][k] = _no_number(r)
+            # Errors span orders of magnitude (0.005 solved, 0.16 trivial): log colours, clipped (see above).
+            norm = LogNorm(low, high, clip=True) if key == "median" and finite and low > 0 else None
             image = ax.imshow(values, cmap="viridis_r" if key == "median" else "viridis", aspect="auto", norm=norm,
                               **({} if norm else {"vmin": low, "vmax": high}))
             for a in range(len(ys)):
                 for k in range(len(xs)):
                     value = values[a][k]
-                    ax.text(k, a, "div." if value != value else f"{value:.3g}", ha="center", va="center",
+                    ax.text(k, a, blanks[a][k] if value != value else f"{value:.3g}", ha="center", va="center",
                             fontsize=7, color="white", path_effects=[withStroke(linewidth=1.2, foreground="black")])
             ax.set_xticks(range(len(xs)), [str(x) for x in xs], fontsize=8)
             ax.set_yticks(range(len(ys)), [str(y) for y in ys], fontsize=8)
             ax.set_title(f"{title} ({y_axis} x {x_axis})" if panel is None else f"{title}, {panel}", fontsize=9)
-            fig.colorbar(image, ax=ax)
+            bar = fig.colorbar(image, ax=ax)
+            if clipped:
+                bar.set_ticks([target / 2, target, baseline],
+                              labels=[f"{target / 2:g}", f"target {target:g}", f"≥ trivial {baseline:.3g}"], fontsize=7)
+                bar.set_label("clipped log scale", fontsize=7)
+    references = [r for r in rows if not r.get("axes")]
+    if references:
+        text = "; ".join(f"{r['model']}: {r['median']:.3g} (n {r['n']})" if r["median"] is not None
+                         else f"{r['model']}: {_no_number(r).replace(chr(10), ' ')}" for r in references)
+        fig.text(0.01, -0.02, f"References, off the grid — {text}", fontsize=8, ha="left", va="top")
     return _save(fig, out)
 
 

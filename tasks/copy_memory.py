@@ -30,6 +30,10 @@ has 10, as is usual in code for this task (n_input 10, n_output 9): a 10th logit
 could only learn to be suppressed. The memoryless baseline predicts blank with certainty for
 T+10 steps and then uniform over the 8 symbols: cross-entropy 10·ln 8 / (T+20).
 
+Beside the all-step accuracy (the target metric), the task reports "exact_copy": the
+share of test sequences whose 10 recalled symbols are all right (blank steps not
+scored); the memoryless strategy copies (1/8)^10 ≈ 1e-9 of them.
+
 Training batches are drawn fresh per batch index (see ``tasks.streams``); the
 validation and test sets are fixed by ``data_seed`` and are the same everywhere.
 """
@@ -67,6 +71,11 @@ def memoryless_accuracy(seq_len: int) -> float:
     accuracy beside this number, never alone.
     """
     return (seq_len + COPY_LENGTH + COPY_LENGTH / NUM_SYMBOLS) / (seq_len + 2 * COPY_LENGTH)
+
+
+def memoryless_exact_copy() -> float:
+    """Share of sequences the memoryless strategy copies exactly: all 10 symbols guessed right, (1/8)^10 ≈ 9.3e-10."""
+    return (1.0 / NUM_SYMBOLS) ** COPY_LENGTH
 
 
 def target_accuracy(seq_len: int) -> float:
@@ -139,11 +148,12 @@ class CopyMemory(SyntheticTask):
             head="every",
             input_kind="tokens",
             loss="cross_entropy",
-            metrics=("accuracy",),
+            metrics=("accuracy", "exact_copy"),  # exact_copy: zoo.metrics.ExactCopy (blank 0, 10 symbols)
             target_metric="accuracy",
             target=target_accuracy(self.seq_len),
             target_mode="max",
-            baselines={"loss": memoryless_loss(self.seq_len), "accuracy": memoryless_accuracy(self.seq_len)},
+            baselines={"loss": memoryless_loss(self.seq_len), "accuracy": memoryless_accuracy(self.seq_len),
+                       "exact_copy": memoryless_exact_copy()},
             baseline_note="blanks, then uniform over the 8 symbols",
         )
 

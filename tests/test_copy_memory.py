@@ -13,10 +13,12 @@ from tasks.copy_memory import (
     lay_out,
     make_copy_memory,
     memoryless_accuracy,
+    memoryless_exact_copy,
     memoryless_loss,
     target_accuracy,
 )
 from zoo.errors import ZooError
+from zoo.metrics import ExactCopy, build_metrics
 from zoo.models.rnn import RNNConfig
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
@@ -113,8 +115,10 @@ def test_task_spec_right_after_init():
     spec = CopyMemory(seq_len=200).task_spec
     assert spec.name == "copy_T200"
     assert (spec.input_size, spec.output_size, spec.head, spec.input_kind) == (10, 9, "every", "tokens")
-    assert spec.loss == "cross_entropy" and spec.metrics == ("accuracy",)
+    assert spec.loss == "cross_entropy" and spec.metrics == ("accuracy", "exact_copy")
+    assert spec.target_metric == "accuracy"
     assert spec.baselines["loss"] == pytest.approx(10 * math.log(8) / 220)
+    assert spec.baselines["exact_copy"] == memoryless_exact_copy() == pytest.approx(8.0 ** -10)
     assert spec.baseline_note == "blanks, then uniform over the 8 symbols"
 
 
@@ -200,6 +204,9 @@ def test_end_to_end_fit_and_test(caplog, one_thread):
     with caplog.at_level(logging.INFO):
         (result,) = trainer.test(model, datamodule=dm, verbose=False)
     assert math.isfinite(result["test_loss"]) and 0 <= result["test_accuracy"] <= 1
+    assert 0 <= result["test_exact_copy"] <= 1
+    (val,) = trainer.validate(model, datamodule=dm, verbose=False)
+    assert 0 <= val["val_exact_copy"] <= 1 and "val_accuracy" in val
     assert f"trivial baseline {memoryless_loss(6):.4f}" in caplog.text  # on_test_end finds test_loss for "loss"
 
 
@@ -219,3 +226,56 @@ def test_a_short_training_beats_the_trivial_baseline(one_thread):
     (result,) = trainer.test(model, datamodule=dm, verbose=False)
     assert result["test_loss"] < 0.95 * memoryless_loss(5)
     assert result["test_accuracy"] > memoryless_accuracy(5)
+
+
+def _one_hot(ids: torch.Tensor, classes: int = 9) -> torch.Tensor:
+    return F.one_hot(ids, classes).float() * 5.0  # logits whose argmax is ``ids``
+
+
+def test_exact_copy_on_hand_made_predictions():
+    """Share of sequences whose 10 recalled symbols are all right; blank target steps are not scored."""
+    T = 4
+    symbols = torch.tensor([[1, 2, 3, 4, 5, 6, 7, 8, 1, 2], [8, 7, 6, 5, 4, 3, 2, 1, 8, 7],
+                            [3, 3, 3, 3, 3, 3, 3, 3, 3, 3], [1, 1, 2, 2, 3, 3, 4, 4, 5, 5]])
+    _, y = lay_out(symbols, T)  # (4, T+20)
+
+    def rate(pred: torch.Tensor) -> float:
+        metric = ExactCopy()
+        metric.update(_one_hot(pred).reshape(-1, 9), y.reshape(-1))  # flat, as the model hands them
+        return metric.compute().item()
+
+    assert rate(y) == 1.0  # all right
+    one_wrong = y.clone()
+    one_wrong[2, T + 10 + 9] = 4  # the last recalled symbol of sequence 2
+    assert rate(one_wrong) == 0.75
+    blanks_wrong = y.clone()
+    blanks_wrong[:, : T + 10] = 5  # symbols where blanks are due: not scored
+    assert rate(blanks_wrong) == 1.0
+    worse = one_wrong.clone()
+    worse[0, T + 10] = 0  # blank where a symbol is due: wrong
+    worse[0, T + 11] = 0
+    assert rate(worse) == 0.5
+    # class ids work as well as logits, and the state sums over batches (sequences 0-1, then 2-3)
+    metric = ExactCopy()
+    metric.update(one_wrong[:2].reshape(-1), y[:2].reshape(-1))
+    metric.update(one_wrong[2:].reshape(-1), y[2:].reshape(-1))
+    assert metric.compute().item() == 0.75
+    with pytest.raises(ZooError, match="exact_copy scores sequences of 10 recalled .*a batch had 9"):
+        ExactCopy().update(y[0, :-1].reshape(-1), y[0, :-1].reshape(-1))  # a sequence cut short of its last symbol
+
+
+def test_exact_copy_is_built_for_validation_and_test_and_the_memoryless_predictor_scores_none():
+    T = 8
+    dm = CopyMemory(seq_len=T, test_size=2000, eval_batch_size=500)
+    spec = dm.task_spec
+    model = SequenceModel(spec, RNNConfig(cell="gru", hidden_size=4))
+    for collection, prefix in ((model.val_metrics, "val_"), (model.test_metrics, "test_")):
+        assert isinstance(collection["exact_copy"], ExactCopy) and collection.prefix == prefix  # logged val_exact_copy
+    metrics = build_metrics(spec, "test_")
+    for _, y in dm.fixed_set("test"):
+        guess = torch.zeros_like(y)
+        guess[:, T + 10:] = 1  # memoryless: always symbol 1 after the delimiter
+        metrics.update(_one_hot(guess).reshape(-1, 9), y.reshape(-1))
+    result = {k: v.item() for k, v in metrics.compute().items()}
+    assert result["test_exact_copy"] == 0.0 == pytest.approx(spec.baselines["exact_copy"], abs=1e-8)
+    assert result["test_accuracy"] == pytest.approx(spec.baselines["accuracy"], abs=0.01)

@@ -11,6 +11,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from torchmetrics.regression import MeanSquaredError
 from torchmetrics.text import Perplexity
 
+from zoo.errors import ZooError
 from zoo.task_spec import TaskSpec
 
 
@@ -37,6 +38,48 @@ class ToleranceAccuracy(Metric):
 
     def compute(self) -> torch.Tensor:
         return self.correct.float() / self.total.clamp(min=1)
+
+
+class ExactCopy(Metric):
+    """Share of sequences whose recalled symbols are ALL right: the copy task's exact-copy rate.
+
+    It takes flat predictions as every metric here does: logits (N, C) or class ids (N,),
+    and targets (N,), an every-step head's B*T steps in order. Steps whose target is
+    ``blank`` are not scored (a symbol predicted there costs nothing); the other steps
+    are the recalled symbols, ``copy_length`` to a sequence (the copy task's 10: a data
+    symbol is never blank), so in the flat order they come in consecutive groups of
+    ``copy_length``, one per sequence. A group counts when every one of its steps is
+    right; one wrong symbol and the sequence is not an exact copy.
+
+    Beside the all-step "accuracy": at T=100 a model with 0.99 accuracy may still get
+    most sequences wrong somewhere; this number says how many it copies exactly.
+    """
+
+    is_differentiable = False
+    higher_is_better = True
+    full_state_update = False
+
+    def __init__(self, copy_length: int = 10, blank: int = 0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.copy_length, self.blank = copy_length, blank
+        self.add_state("exact", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("total", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+
+    def update(self, preds: torch.Tensor, target: torch.Tensor) -> None:
+        if preds.dim() == target.dim() + 1:
+            preds = preds.argmax(dim=-1)
+        preds, target = preds.reshape(-1), target.reshape(-1)
+        recalled = target != self.blank
+        right = preds[recalled] == target[recalled]
+        if right.numel() % self.copy_length:
+            raise ZooError(f"exact_copy scores sequences of {self.copy_length} recalled (non-blank) target steps; "
+                           f"a batch had {right.numel()}, not a multiple of {self.copy_length}")
+        exact = right.reshape(-1, self.copy_length).all(dim=1)
+        self.exact += exact.sum()
+        self.total += exact.numel()
+
+    def compute(self) -> torch.Tensor:
+        return self.exact.float() / self.total.clamp(min=1)
 
 
 class BitsPerCharacter(Metric):
@@ -75,6 +118,8 @@ def build_metrics(task: TaskSpec, prefix: str) -> MetricCollection:
     "accuracy" of a regression task (loss mse) is the share within ``task.tolerance``;
     of a classification task, the share of right classes. Every metric takes flat
     predictions, (N,) or (N, C), and targets (N,): an every-step head flattens B and T.
+    "exact_copy" is the copy task's share of sequences copied without a wrong symbol
+    (``ExactCopy``: blank targets, id 0, are not scored; 10 recalled symbols a sequence).
     """
     metrics: dict[str, Metric] = {}
     for name in task.metrics:
@@ -88,4 +133,6 @@ def build_metrics(task: TaskSpec, prefix: str) -> MetricCollection:
             metrics[name] = TokenPerplexity()
         elif name == "bpc":
             metrics[name] = BitsPerCharacter()
+        elif name == "exact_copy":
+            metrics[name] = ExactCopy()
     return MetricCollection(metrics, prefix=prefix)

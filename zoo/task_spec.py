@@ -14,8 +14,9 @@ from zoo.errors import check_choice, check_float, check_int, coerce_config
 HEADS = ("last", "every")  # read the final state once, or predict at every step
 INPUT_KINDS = ("dense", "tokens")  # float features (B, T, I), or token ids (B, T) read through an embedding
 LOSSES = ("mse", "cross_entropy")
-METRICS = ("mse", "accuracy", "perplexity", "bpc")
-PERFECT = {"mse": 0.0, "accuracy": 1.0, "perplexity": 1.0, "bpc": 0.0}  # the best score each metric can take
+# "exact_copy": share of sequences whose recalled (non-blank) target steps are all right (zoo.metrics.ExactCopy)
+METRICS = ("mse", "accuracy", "perplexity", "bpc", "exact_copy")
+PERFECT = {"mse": 0.0, "accuracy": 1.0, "perplexity": 1.0, "bpc": 0.0, "exact_copy": 1.0}  # the best score each metric can take
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from zoo.app.runner import DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
-from zoo.errors import check_choice
+from zoo.errors import ZooError, check_choice
 from zoo.files import check_folder
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")  # Lightning's accelerator names
@@ -138,8 +138,14 @@ def pretrained_main(argv: list[str]) -> int:
     info.add_argument("--json", action="store_true")
     dl = sub.add_parser("download", help="fetch a model's files into the cache, checked")
     dl.add_argument("name")
-    ex = sub.add_parser("export", help="turn a run record into a release: safetensors, JSON config, card, manifest")
-    ex.add_argument("record")
+    ex = sub.add_parser("export", help="turn a run record into a release: safetensors, JSON config, card, manifest; "
+                        "or, with --benchmark and --model, the model's seed with the best validation value")
+    ex.add_argument("record", nargs="?", help="a run record (JSON); or name --benchmark and --model instead")
+    ex.add_argument("--benchmark", help="with --model: release the seed picked on the validation split")
+    ex.add_argument("--model", help="with --benchmark: the model whose seeds are compared")
+    ex.add_argument("--tier", default="cpu", help="with --benchmark: the board's tier (default cpu)")
+    ex.add_argument("--records", default=DEFAULT_RECORDS, help=f"with --benchmark: the records folder "
+                    f"(default {DEFAULT_RECORDS})")
     ex.add_argument("--out", default="release")
     ex.add_argument("--weights_dir", default=DEFAULT_WEIGHTS)
     ex.add_argument("--tag", help="default: the benchmark's name")
@@ -165,8 +171,17 @@ def pretrained_main(argv: list[str]) -> int:
             print(path)
         return 0
     if args.command == "export":
-        name, card = release.export(args.record, args.out, weights_dir=args.weights_dir, tag=args.tag,
-                                       data_dir=args.data_dir)
+        if (args.benchmark is None) != (args.model is None) or (args.record is None) == (args.benchmark is None):
+            raise ZooError("zoo pretrained export takes a run record, or --benchmark NAME and --model NAME "
+                           "(the seed with the best validation value), not both")
+        if args.record is not None:
+            name, card = release.export(args.record, args.out, weights_dir=args.weights_dir, tag=args.tag,
+                                        data_dir=args.data_dir)
+        else:
+            name, card = release.export_selected(args.records, args.benchmark, args.model, args.out, tier=args.tier,
+                                                 weights_dir=args.weights_dir, tag=args.tag, data_dir=args.data_dir)
+            print(f"{name}: seed {card['seed']} of {len(card['seeds']['seeds'])}, by {card['val']['metric']} "
+                  f"{card['val']['value']:.6g}")
         print(f"{name}: {card['file']['name']} ({card['file']['bytes']:,} bytes, sha256 {card['file']['sha256']}) "
               f"and its card in {args.out}")
         return 0

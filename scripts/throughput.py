@@ -1,9 +1,10 @@
 """Training-step throughput against plain PyTorch, in one process, with ratios; one CSV a setup.
 
-    python scripts/throughput.py                     # every shape and path (~10 minutes on 2 cores)
+    python scripts/throughput.py                     # every shape and path (~17 minutes on 2 cores)
     python scripts/throughput.py --shapes smnist --reps 3
     python scripts/throughput.py --quick             # tiny shapes, seconds: checks the script runs
     python scripts/throughput.py --accelerator cuda  # on a GPU: cuDNN against the same plain loop
+    python scripts/throughput.py --frontier --shapes smnist --min_seconds 20 --threads 1  # issue 21's cells only
 
 A step is forward + backward + gradient-norm clip (1.0) + Adam, on batches served by a
 DataLoader. Each figure is the median over ``--rounds`` x ``--reps`` timed steps, each
@@ -35,12 +36,29 @@ Printed per shape and cell, each as a ratio to a baseline measured in this run:
 - which recurrent kernel each path ran (``kernel``: ``cudnn``, ``onednn``, ``zoo`` or
   ``aten``), read off its autograd graph, so a GPU CSV shows the cuDNN path in use rather
   than assuming it.
+- the frontier cells (issue 21; ``--frontier`` runs this section alone, the full run ends
+  with it): each of IndRNN, coRNN, LEM, ExpRNN, the LRU (its default, the paper's block,
+  and the bare layer), minGRU and minLSTM at one layer of the sMNIST shape, its plain-loop
+  step alternated in pairs with the fused ``nn.LSTM``'s step of the same shape, as the
+  median ratio of their times (``time_ratio``, the cell's over the LSTM's;
+  ``ratio_ci95_low``/``_high``) against issue 21's ``goal`` (<= 0.3 for minGRU, minLSTM and
+  the LRU, <= 1.5 for IndRNN, coRNN and LEM, none for ExpRNN: "—") and whether the median
+  ``met`` it (``met_by_interval``: whether the whole interval did). The cells with two scans
+  (minGRU/minLSTM: ``sequential`` and ``log_space``; the LRU block: ``sequential`` and
+  ``parallel``) are timed on each, every row says which scan ran (``path``, read off the
+  autograd graph) and which ``auto`` picks on this device (``auto_picks``).
 
 On a GPU (``--accelerator cuda``) every timed step ends in ``torch.cuda.synchronize()``,
 batches are moved to the GPU inside the timed step (as Lightning moves them), and the
 denormal rows are left out: denormals are a CPU cost.
 
-The CSV goes to ``leaderboards/throughput/<device>-torch<version>.csv``.
+The CSV goes to ``leaderboards/throughput/<device>-torch<version>.csv`` (``--frontier`` alone:
+``<device>-frontier-torch<version>.csv``); columns that only some rows have (``goal``, ``met``, ...)
+are empty in the others.
+
+On this shared 2-core machine, pass ``--threads 1`` when another job is running: with 2
+threads and a busy core, oneDNN's fused LSTM waits for the slow thread at each of its
+784 steps, and a step took 20-30 s instead of ~1 s.
 """
 
 from __future__ import annotations
@@ -151,10 +169,12 @@ def sync() -> None:
         torch.cuda.synchronize()
 
 
-def build(shape: Shape, cell: str, implementation: str = "auto") -> SequenceModel:
+def build(shape: Shape, cell: str, implementation: str = "auto", backbone: RNNConfig | None = None) -> SequenceModel:
+    """The zoo's model of ``cell`` (a name in ``CELLS``) at this shape, or of ``backbone`` as given (a frontier cell)."""
     torch.manual_seed(0)  # the same weights for every path
-    backbone = RNNConfig(hidden_size=shape.hidden, num_layers=shape.layers, implementation=implementation,
-                         **CELLS[cell])
+    if backbone is None:
+        backbone = RNNConfig(hidden_size=shape.hidden, num_layers=shape.layers, implementation=implementation,
+                             **CELLS[cell])
     return SequenceModel(shape.task(), backbone, OptimConfig(name="adam", lr=1e-3))
 
 
@@ -175,8 +195,9 @@ class Cycled(IterableDataset):
 class TorchSteps:
     """The baseline: a plain PyTorch loop over its own copy of the zoo's model (same seed, same batches)."""
 
-    def __init__(self, shape: Shape, cell: str, implementation: str = "auto") -> None:
-        self.model = build(shape, cell, implementation).to(DEVICE).train()
+    def __init__(self, shape: Shape, cell: str, implementation: str = "auto",
+                 backbone: RNNConfig | None = None) -> None:
+        self.model = build(shape, cell, implementation, backbone).to(DEVICE).train()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -385,12 +406,9 @@ def large_gemm_gflops(reps: int = 5) -> float:
     return 2 * n**3 * reps / (time.perf_counter() - start) / 1e9
 
 
-@functools.cache
-def kernel_used(shape: Shape, cell: str, implementation: str = "auto") -> str:
-    """The recurrent kernel one training step of this path runs, read off its autograd graph:
-    'cudnn' (cuDNN's RNN), 'onednn' (oneDNN's, PyTorch's fused LSTM/GRU on a CPU), 'zoo'
-    (zoo.models.sequence_kernels) or 'aten' (PyTorch's step-by-step loop, as nn.RNN's on a CPU)."""
-    model = build(shape, cell, implementation).to(DEVICE).train()
+def graph_names(model: SequenceModel, shape: Shape) -> set[str]:
+    """The names of every node in the autograd graph of one training loss of ``model`` on a batch of ``shape``."""
+    model = model.to(DEVICE).train()
     x, y = (t.to(DEVICE) for t in shape.batches(1)[0])
     seen, todo, names = set(), [model.task_loss(model(x), y).grad_fn], set()
     while todo:
@@ -399,6 +417,15 @@ def kernel_used(shape: Shape, cell: str, implementation: str = "auto") -> str:
             seen.add(node)
             names.add(node.name())
             todo += [parent for parent, _ in node.next_functions]
+    return names
+
+
+@functools.cache
+def kernel_used(shape: Shape, cell: str, implementation: str = "auto") -> str:
+    """The recurrent kernel one training step of this path runs, read off its autograd graph:
+    'cudnn' (cuDNN's RNN), 'onednn' (oneDNN's, PyTorch's fused LSTM/GRU on a CPU), 'zoo'
+    (zoo.models.sequence_kernels) or 'aten' (PyTorch's step-by-step loop, as nn.RNN's on a CPU)."""
+    names = graph_names(build(shape, cell, implementation), shape)
     for kernel, mark in (("cudnn", "CudnnRnn"), ("onednn", "MkldnnRnn"), ("zoo", "SequenceBackward")):
         if any(mark in name for name in names):
             return kernel
@@ -412,6 +439,129 @@ def denormal_ms(cell: str, shape: Shape, reps: int) -> dict[str, float]:
     flushed, kept = flushed_and_kept(["--cell", cell, "--batch", str(shape.batch), "--seq_len", str(shape.seq_len),
                                       "--hidden", str(shape.hidden), "--reps", str(reps)])
     return {"flushed": flushed["median_ms"], "kept": kept["median_ms"]}
+
+
+# ----------------------------------------------------------------------------- the frontier cells (issue 21)
+# Issue 21's speed goal, as a training step's time over the fused nn.LSTM's at the same shape, alternated in pairs:
+# the parallel-friendly cells <= 0.3x, the sequential ones <= 1.5x; ExpRNN has none (None: reported as "—").
+FRONTIER_GOALS = {"indrnn": 1.5, "cornn": 1.5, "lem": 1.5, "exprnn": None, "lru": 0.3, "mingru": 0.3, "minlstm": 0.3}
+FRONTIER_SHAPES = ("smnist",)  # where the goal is stated (batch 128, T 784, hidden 128); --quick: its tiny stand-in
+NO_GOAL = "—"
+
+
+@dataclass(frozen=True)
+class Frontier:
+    """One frontier setup: a cell at one layer, the form it takes, its options, and the scans to time.
+
+    ``paths``: the values of cell_options.scan to time one by one (``("sequential", "log_space")`` for
+    minGRU/minLSTM, ``("sequential", "parallel")`` for the LRU); empty for a cell with one path, a
+    sequential loop (IndRNN, coRNN, LEM, ExpRNN), and for a form timed on what ``auto`` picks only.
+    """
+
+    cell: str
+    form: str = "layer"  # layer: one bare layer; block: the paper's block around it (the LRU's default)
+    options: tuple[tuple[str, Any], ...] = ()
+    paths: tuple[str, ...] = ()
+    parallel: str = ""  # the name of the cell's parallel scan ('log_space', 'parallel'); '' for a one-path cell
+
+    def config(self, shape: Shape, scan: str | None = None) -> RNNConfig:
+        options = dict(self.options, **({"scan": scan} if scan is not None else {}))
+        return RNNConfig(cell=self.cell, hidden_size=shape.hidden, num_layers=1, cell_options=options)
+
+
+FRONTIER = (
+    Frontier("indrnn"),
+    Frontier("cornn"),
+    Frontier("lem"),
+    Frontier("exprnn"),
+    Frontier("lru", "block", paths=("sequential", "parallel"), parallel="parallel"),  # its default: the paper's block
+    Frontier("lru", "bare", (("block", False),), parallel="parallel"),  # the LRU layer alone, on what auto picks
+    Frontier("mingru", paths=("sequential", "log_space"), parallel="log_space"),
+    Frontier("minlstm", paths=("sequential", "log_space"), parallel="log_space"),
+)
+SEQUENTIAL_MARKS = ("MinRNNSequence", "DiagonalRecurrence")  # the hand-written backward of each cell's loop
+
+
+def scan_used(shape: Shape, frontier: Frontier, scan: str | None = None) -> str:
+    """The scan a training step of this setup runs on this device, read off its autograd graph: 'sequential'
+    (the loop with its own backward), or the cell's parallel scan; 'sequential' for a one-path cell."""
+    if not frontier.parallel:
+        return "sequential"
+    names = graph_names(build(shape, frontier.cell, backbone=frontier.config(shape, scan)), shape)
+    return "sequential" if any(mark in name for name in names for mark in SEQUENTIAL_MARKS) else frontier.parallel
+
+
+def time_against_lstm(shape: Shape, backbone: RNNConfig, warmup: int, reps: int,
+                      min_seconds: float = 0.0) -> tuple[list[float], list[float]]:
+    """Seconds per plain-loop step of ``backbone`` and of the fused nn.LSTM at the same shape, alternated step by
+    step on the same batches (who goes first alternating too), for at least ``reps`` pairs after the warm-up and
+    more until the pairs took ``min_seconds``."""
+    cell, lstm = TorchSteps(shape, "", backbone=backbone), TorchSteps(shape, "lstm", "fused")
+    cell_times, lstm_times = [], []
+    for i, (x, y) in enumerate(loader(Cycled(shape.batches(min(warmup + reps, 8))))):
+        if i % 2:
+            lstm_times.append(lstm.step(x, y))
+            cell_times.append(cell.step(x, y))
+        else:
+            cell_times.append(cell.step(x, y))
+            lstm_times.append(lstm.step(x, y))
+        timed = len(cell_times) - warmup
+        if timed >= reps and sum(cell_times[warmup:]) + sum(lstm_times[warmup:]) >= min_seconds:
+            return cell_times[warmup:], lstm_times[warmup:]
+    raise AssertionError("unreachable: the batches cycle")
+
+
+def sig(x: float, digits: int = 4) -> float:
+    """x to ``digits`` significant digits: a ratio of 0.04 keeps as many as one of 4."""
+    return float(f"{x:.{digits}g}")
+
+
+def judge(ratio: float, low: float, high: float, goal: float | None) -> tuple[str, str]:
+    """(met, met_by_interval): 'yes'/'no' for the median ratio against the goal, and 'yes' where the whole
+    95 % interval is within it, 'no' where the whole of it is beyond, 'unclear' where it straddles; '—' without one."""
+    if goal is None:
+        return NO_GOAL, NO_GOAL
+    return ("yes" if ratio <= goal else "no"), ("yes" if high <= goal else "no" if low > goal else "unclear")
+
+
+def frontier_rows(shape: Shape, args: argparse.Namespace, setup: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each frontier setup's training step against the fused LSTM's, in pairs: one CSV row per setup and scan."""
+    print(f"\nfrontier cells at {shape.name}: batch {shape.batch}, T {shape.seq_len}, 1 x {shape.hidden}, input "
+          f"{shape.task().input_size}; plain-loop step time / fused nn.LSTM's, median of alternated pairs")
+    print(f"  {'cell':<8} {'form':<6} {'path':<11} {'cell ms':>9} {'lstm ms':>9} {'ratio':>7}   {'95 % interval':<16} "
+          f"{'pairs':>5}  {'goal':>6}  {'met':<4} {'by interval':<11} auto picks")
+    rows = []
+    for frontier in FRONTIER:
+        goal = FRONTIER_GOALS[frontier.cell]
+        auto = scan_used(shape, frontier)
+        for scan in frontier.paths or (None,):
+            path = scan_used(shape, frontier, scan) if scan is not None else auto
+            if scan is not None and path != scan:  # the scan asked for is the scan that ran, or the row says nothing
+                raise RuntimeError(f"{frontier.cell} with scan {scan!r} ran the {path!r} scan")
+            cell_times, lstm_times = [], []
+            for _ in range(args.rounds):  # fresh models each round
+                more_cell, more_lstm = time_against_lstm(shape, frontier.config(shape, scan), args.warmup, args.reps,
+                                                         args.min_seconds / args.rounds)
+                cell_times += more_cell
+                lstm_times += more_lstm
+            ratios = [a / b for a, b in zip(cell_times, lstm_times)]
+            ratio, (low, high) = statistics.median(ratios), speed_interval(ratios)
+            cell_ms, lstm_ms = 1e3 * statistics.median(cell_times), 1e3 * statistics.median(lstm_times)
+            met, surely = judge(sig(ratio), sig(low), sig(high), goal)  # on the figures the CSV shows
+            goal_text = NO_GOAL if goal is None else f"{goal:g}"
+            rows.append({**setup, "shape": shape.name, "batch": shape.batch, "seq_len": shape.seq_len,
+                         "hidden": shape.hidden, "layers": 1, "cell": frontier.cell, "path": path,
+                         "ms_per_step": round(cell_ms, 2), "samples_per_s": round(shape.batch / (cell_ms / 1e3), 1),
+                         "tokens_per_s": round(shape.batch * shape.seq_len / (cell_ms / 1e3), 1),
+                         "baseline": "lstm_fused", "speed_vs_baseline": sig(1 / ratio), "pairs": len(ratios),
+                         "speed_ci95_low": sig(1 / high), "speed_ci95_high": sig(1 / low),
+                         "form": frontier.form, "baseline_ms": round(lstm_ms, 2), "time_ratio": sig(ratio),
+                         "ratio_ci95_low": sig(low), "ratio_ci95_high": sig(high), "goal": goal_text,
+                         "met": met, "met_by_interval": surely, "auto_picks": auto})
+            print(f"  {frontier.cell:<8} {frontier.form:<6} {path:<11} {cell_ms:9.1f} {lstm_ms:9.1f} {ratio:6.3f}x   "
+                  f"[{low:.3f}, {high:.3f}]{'':<2} {len(ratios):5d}  "
+                  f"{('<= ' + goal_text) if goal is not None else NO_GOAL:>6}  {met:<4} {surely:<11} {auto}")
+    return rows
 
 
 def default_csv(name: str, quick: bool) -> Path:
@@ -456,13 +606,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny shapes and few steps: that the script works")
     parser.add_argument("--accelerator", choices=("cpu", "cuda"), default="cpu",
                         help="where the models run (cuda: the first GPU, cuDNN's kernels under 'auto')")
+    parser.add_argument("--frontier", action="store_true",
+                        help="the frontier cells' section only (issue 21: each cell's step against the fused LSTM's, "
+                        "at the sMNIST shape); the full run, without it, includes that section")
+    parser.add_argument("--threads", type=int,
+                        help="torch's intra-op threads (default: torch's own); on a shared machine 1 keeps the fused "
+                        "kernels from waiting on a busy core at every step")
     parser.add_argument("--out", help="CSV path (default leaderboards/throughput/<device>-torch<version>.csv)")
     args = parser.parse_args(argv)
     try:  # no pairs would leave nothing to take a median of, and pairs until nan seconds would never stop
         check_int("--warmup", args.warmup, low=0), check_int("--reps", args.reps, low=1)
         check_int("--rounds", args.rounds, low=1), check_float("--min_seconds", args.min_seconds, low=0)
+        if args.threads is not None:
+            check_int("--threads", args.threads, low=1)
     except ZooError as err:
         parser.error(str(err))
+    if args.frontier and not args.quick and not set(args.shapes) & set(FRONTIER_SHAPES):
+        parser.error(f"--frontier runs at the {', '.join(FRONTIER_SHAPES)} shape only; add it to --shapes")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     global DEVICE
     if args.accelerator == "cuda" and not torch.cuda.is_available():
         parser.error("--accelerator cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
@@ -470,6 +632,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     warnings.filterwarnings("ignore")
     shapes = [QUICK[s] for s in QUICK] if args.quick else [SHAPES[s] for s in args.shapes]
+    frontier_shapes = [shape for shape in shapes if shape.name in FRONTIER_SHAPES]
     if args.quick:
         args.warmup, args.reps, args.rounds, args.data_batches, args.no_denormals = 1, 2, 1, 3, True
         args.min_seconds = 0.0
@@ -480,9 +643,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"setup: {setup['device']}, torch {setup['torch']}, {setup['threads']} threads, denormals "
           f"{'flushed' if setup['flush_denormal'] else 'kept'}; median of {args.rounds} x {args.reps} steps "
           f"(Lightning's pairs: at least {args.min_seconds:g} s a cell)")
+    rows: list[dict[str, Any]] = []
+    if args.frontier:  # that section alone
+        for shape in frontier_shapes:
+            rows += frontier_rows(shape, args, setup)
+        out = Path(args.out) if args.out else default_csv(setup["device"] + "-frontier", args.quick)
+        write_csv(out, rows)
+        print(f"\nwrote {out}")
+        return 0
     peak = large_gemm_gflops()
     print(f"large GEMM: {peak:.1f} GFLOP/s")
-    rows: list[dict[str, Any]] = []
     overhead = fixed_overhead_ms(20 if args.quick else 300)
     print("what Lightning adds to every step (median over pairs, tiny model): " + ", ".join(
         f"{name.replace('_', ' ')} {ms:.2f} ms" for name, ms in overhead.items()))
@@ -582,6 +752,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  denormals, {cell}: flushed {d['flushed']:.0f} ms, kept {d['kept']:.0f} ms: "
                       f"flushing is {d['kept'] / d['flushed']:.1f}x faster")
 
+    for shape in frontier_shapes:
+        rows += frontier_rows(shape, args, setup)
     out = Path(args.out) if args.out else default_csv(setup["device"], args.quick)
     write_csv(out, rows)
     print(f"\nwrote {out}")

@@ -123,6 +123,12 @@ def test_throughput_quick_writes_ratios_and_a_csv(tmp_path):
     added = {r["path"]: float(r["added_ms"]) for r in rows if r["shape"] == "tiny"}
     assert set(added) == {"lightning_with_diagnostics", "lightning_without_diagnostics",
                           "lightning_without_diagnostics_or_log"}
+    # the full run ends with the frontier section (tests/test_throughput_frontier.py checks it); the rows before it
+    # leave its columns empty
+    frontier = [r for r in rows if r["baseline"] == "lstm_fused"]
+    assert {r["cell"] for r in frontier} == {"indrnn", "cornn", "lem", "exprnn", "lru", "mingru", "minlstm"}
+    assert all(r["goal"] and r["met"] for r in frontier)
+    assert all(r["goal"] == r["met"] == "" for r in rows if r["baseline"] != "lstm_fused")
 
 
 def _throughput_module():
@@ -159,6 +165,7 @@ def test_throughput_speed_interval_brackets_the_median_and_narrows_with_pairs():
     (("--rounds", "0"), "--rounds must be an integer >= 1, got 0"),
     (("--warmup", "-1"), "--warmup must be an integer >= 0, got -1"),
     (("--min_seconds", "nan"), "--min_seconds must be a number >= 0, got nan"),  # pairs until nan: never done
+    (("--threads", "0"), "--threads must be an integer >= 1, got 0"),
 ])
 def test_throughput_bad_counts_are_one_clear_error(args, message):
     result = _run("scripts/throughput.py", *args)

@@ -24,6 +24,7 @@ import yaml
 from zoo.cells import cell_names, register_cell, unregister_cell
 from zoo.errors import ZooError
 from zoo.models.rnn import RNNBackbone, RNNConfig
+from cell_checks import TINY_FIT
 
 
 @pytest.fixture(scope="module")
@@ -274,11 +275,7 @@ def test_indrnn_trains_through_zoo_fit_with_diagnostics(indrnn, tmp_path, monkey
 
     monkeypatch.chdir(tmp_path)
     options = {"recurrent_max_len": 12, "batch_norm": True}
-    assert main(["fit", "--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8",
-                 "--data.batches_per_epoch", "3", "--data.val_size", "16", "--data.test_size", "16",
-                 "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
-                 "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
-                 "--seed_everything", "0", "--flush_denormal", "false", "--model.backbone.cell", "indrnn",
+    assert main(["fit", *TINY_FIT, "--model.backbone.cell", "indrnn",
                  "--model.backbone.hidden_size", "4", "--model.backbone.num_layers", "2",
                  "--model.backbone.bidirectional", "true", "--model.backbone.cell_options", json.dumps(options),
                  "--trainer.default_root_dir", str(tmp_path)]) == 0

@@ -23,6 +23,7 @@ from zoo.cells.lem import LEM, LEMLayers  # noqa: E402
 from zoo.errors import ZooError  # noqa: E402
 from zoo.models.oscillator_kernels import LEMSequence  # noqa: E402
 from zoo.models.rnn import RNNBackbone, RNNConfig  # noqa: E402
+from cell_checks import TINY_FIT
 
 if not _REGISTERED_BY_PACKAGE:  # until zoo.cells imports it, the cell is registered only while this module's tests run
     unregister_cell("lem")
@@ -183,11 +184,7 @@ def test_trains_through_zoo_fit_with_diagnostics(tmp_path, monkeypatch):
     from zoo.app.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8",
-                 "--data.batches_per_epoch", "3", "--data.val_size", "16", "--data.test_size", "16",
-                 "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
-                 "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
-                 "--seed_everything", "0", "--flush_denormal", "false", "--model.backbone.cell", "lem",
+    assert main(["fit", *TINY_FIT, "--model.backbone.cell", "lem",
                  "--model.backbone.hidden_size", "4", "--model.backbone.num_layers", "2",
                  "--model.backbone.cell_options", '{"dt": 0.5}', "--trainer.default_root_dir", str(tmp_path)]) == 0
     config = yaml.safe_load(_find(tmp_path, "config.yaml").read_text())

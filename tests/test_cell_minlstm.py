@@ -17,6 +17,7 @@ import torch
 import zoo.cells.minlstm  # noqa: F401  (registers the cell)
 from zoo.errors import ZooError
 from zoo.models.rnn import RNNBackbone, RNNConfig
+from cell_checks import TINY_FIT
 
 D = torch.float64
 
@@ -164,11 +165,7 @@ def test_trains_through_zoo_fit_with_diagnostics(tmp_path, monkeypatch):
     from zoo.app.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8",
-                 "--data.batches_per_epoch", "3", "--data.val_size", "16", "--data.test_size", "16",
-                 "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
-                 "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
-                 "--seed_everything", "0", "--flush_denormal", "false", "--model.backbone.cell", "minlstm",
+    assert main(["fit", *TINY_FIT, "--model.backbone.cell", "minlstm",
                  "--model.backbone.hidden_size", "4", "--model.backbone.num_layers", "2",
                  "--model.backbone.cell_options", '{"scan": "sequential"}', "--model.backbone.forget_bias", "1.0",
                  "--trainer.default_root_dir", str(tmp_path)]) == 0

@@ -25,6 +25,7 @@ from zoo.cells.base import stack_kwargs
 from zoo.errors import ZooError, check_float
 from zoo.models.rnn import RNNBackbone, RNNConfig
 from zoo.models.sequence_kernels import run_stack
+from cell_checks import TINY_FIT
 
 
 # ----------------------------------------------------------------------------- the toy cell: one file's worth
@@ -225,11 +226,7 @@ def test_toy_cell_trains_through_zoo_fit_with_diagnostics(minimal, tmp_path, mon
     from zoo.app.cli import main
 
     monkeypatch.chdir(tmp_path)
-    assert main(["fit", "--data", "AddingProblem", "--data.seq_len", "12", "--data.batch_size", "8",
-                 "--data.batches_per_epoch", "3", "--data.val_size", "16", "--data.test_size", "16",
-                 "--trainer.max_steps", "4", "--trainer.enable_progress_bar", "false",
-                 "--trainer.enable_model_summary", "false", "--trainer.log_every_n_steps", "1",
-                 "--seed_everything", "0", "--flush_denormal", "false", "--model.backbone.cell", "minimal",
+    assert main(["fit", *TINY_FIT, "--model.backbone.cell", "minimal",
                  "--model.backbone.hidden_size", "4", "--model.backbone.cell_options", '{"u_init": 0.3}',
                  "--trainer.default_root_dir", str(tmp_path)]) == 0
     config = yaml.safe_load(_find(tmp_path, "config.yaml").read_text())

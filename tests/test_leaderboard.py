@@ -161,3 +161,15 @@ def test_records_from_a_dirty_checkout_are_refused_unless_allowed(tmp_path, real
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())  # nothing half-written
     build(root, tmp_path / "out", allow_dirty=True)
     assert "**Made from a checkout with local changes**" in (tmp_path / "out" / "gradient_study.smoke.md").read_text()
+
+
+def test_published_numbers_sit_in_the_ranking_marked_external_and_unranked(real_record):
+    from zoo.app.boards import results_table
+    from zoo.app.catalogue import Anchor
+
+    rows = aggregate([variant(real_record, "a", 0, 0.1)])
+    table = results_table(rows, (Anchor(0.05, "LSTM 128", "Someone et al. 2020, Table 1"),)).splitlines()
+    ours, external = table[2], table[3]
+    assert ours.startswith("| 1 | a | 0.1 |")
+    assert external.startswith("| external | *published: LSTM 128* (Someone et al. 2020, Table 1) | *0.05* |")
+    assert external.count("|") == ours.count("|")  # the same columns, the rest left empty

@@ -274,8 +274,22 @@ def _budget_text(config: dict[str, Any]) -> str:
     return " or ".join(parts) + stop
 
 
-def results_table(rows: list[dict[str, Any]]) -> str:
-    return "\n".join(markdown_table(table_columns(RANKING), rows, metric=rows[0]["metric"]))
+def results_table(rows: list[dict[str, Any]], anchors: tuple = ()) -> str:
+    """The ranking, with each published number (``Benchmark.anchors``) in the same table, marked external.
+
+    A published figure is one number from a paper, not a run of ours: it gets no rank, no
+    seeds and no record, only its value in our metric's column and where it comes from.
+    """
+    columns = table_columns(RANKING)
+    lines = markdown_table(columns, rows, metric=rows[0]["metric"])
+    keys = [c.key for c in columns]
+    for anchor in anchors:
+        cells = [""] * len(columns)
+        cells[keys.index("rank")] = "external"
+        cells[keys.index("model")] = f"*published: {anchor.model}* ({anchor.source})"
+        cells[keys.index("median")] = f"*{anchor.value:g}*"
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def study_axis_names(rows: list[dict[str, Any]], axes: dict[str, dict[str, str]] | None = None) -> list[str]:
@@ -289,14 +303,6 @@ def study_table(rows: list[dict[str, Any]], axes: dict[str, dict[str, str]] | No
     model, *measures = table_columns(STUDY)
     columns = [model, *axis_columns(study_axis_names(rows, axes)), *measures]
     return "\n".join(markdown_table(columns, sorted(rows, key=lambda r: r["model"]), metric=rows[0]["metric"]))
-
-
-def anchors_table(benchmark) -> str:
-    if not benchmark or not benchmark.anchors:
-        return ""
-    lines = ["| published | model | source |", "|---|---|---|"]
-    lines += [f"| {a.value:g} | {a.model} | {a.source} |" for a in benchmark.anchors]
-    return "\n".join(lines)
 
 
 def board_markdown(name: str, tier: str, rows: list[dict[str, Any]], records: list[dict[str, Any]],
@@ -327,10 +333,10 @@ def board_markdown(name: str, tier: str, rows: list[dict[str, Any]], records: li
                   "Longest T solved: the longest of T/2, T, 2T, 4T at which the trained model meets the target "
                   "(worst seed). Gradient decay: log10(‖∂L/∂h_1‖ / ‖∂L/∂h_T‖) at the end of training "
                   "(0: the signal arrives whole; -3: a thousandth of it).", ""]
-    parts += ["## Ranking", "", results_table(rows), ""]
-    anchors = anchors_table(bench)
-    if anchors:
-        parts += ["## Published numbers", "", anchors, ""]
+    parts += ["## Ranking", "", results_table(rows, bench.anchors if bench else ()), ""]
+    if bench and bench.anchors:
+        parts += ["Rows marked *external* are published numbers, not our runs: they are the papers' own, on "
+                  "their budgets, and are never ranked.", ""]
     if figures:
         parts += ["## Figures", ""] + [f"![{f.stem}]({f.name})" for f in figures] + [""]
     reproduce = rows[0]["records"][0]

@@ -29,10 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.cells.base import Cell, Option, Params, State, register_cell, stack_kwargs
-from zoo.errors import check_choice
-from zoo.models.linear_recurrence import (ACTIVATIONS, SCANS, InputGatedStack, MinRNNSequence, candidate,
-                                          check_scan_fits_activation, layer_scan, log_space_layer)
+from zoo.cells.base import Cell, Params, State, register_cell
+from zoo.models.linear_recurrence import (ACTIVATION_OPTION, SCAN_OPTION, InputGatedStack, MinRNNSequence,
+                                          candidate, layer_scan, log_space_layer, scan_and_activation,
+                                          validate_min_rnn)
 
 if TYPE_CHECKING:
     from zoo.models.rnn import RNNConfig
@@ -45,24 +45,11 @@ class MinGRUStack(InputGatedStack):
     gates = 2
 
 
-def _options(config: RNNConfig) -> tuple[str, str]:
-    return MINGRU.option(config, "scan"), MINGRU.option(config, "activation")
-
-
-def _validate(config: RNNConfig) -> None:
-    check_scan_fits_activation(config.cell, *_options(config))
-
-
-def _build(input_size: int, config: RNNConfig) -> nn.Module:
-    scan, activation = _options(config)
-    return MinGRUStack(**stack_kwargs(input_size, config), scan=scan, activation=activation)
-
-
 def _step(params: Params, x_proj: torch.Tensor, state: State, config: RNNConfig) -> tuple[torch.Tensor, State]:
     # x_proj: (B, 2H) = x_t W_ih^T + b_ih, blocks (z, h); state: (h_{t-1},), (B, H)
     k_z, k_h = x_proj.chunk(2, dim=1)
     z = torch.sigmoid(k_z)
-    h = (1 - z) * state[0] + z * candidate(k_h, _options(config)[1])
+    h = (1 - z) * state[0] + z * candidate(k_h, scan_and_activation(config)[1])
     return h, (h,)
 
 
@@ -87,15 +74,11 @@ MINGRU = Cell(
     recurrent_weights=(),
     recurrent_matrix=False,
     options={
-        "scan": Option("auto", lambda setting, value: check_choice(setting, value, SCANS),
-                       "how the recurrence runs: 'sequential' (a loop with its own backward), 'log_space' (the "
-                       "paper's parallel scan), 'auto' (the loop on a CPU, the scan on a GPU)"),
-        "activation": Option("g", lambda setting, value: check_choice(setting, value, ACTIVATIONS),
-                             "of the candidate h~: 'g' (the paper's log-space form, h > 0) or 'linear' (none; "
-                             "sequential only)"),
+        "scan": SCAN_OPTION,
+        "activation": ACTIVATION_OPTION,
     },
-    validate=_validate,
-    build=_build,
+    validate=validate_min_rnn,
+    build=MinGRUStack.build,
     step=_step,
     sequence=_sequence,
 )

@@ -33,10 +33,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zoo.cells.base import Cell, Option, Params, State, register_cell, stack_kwargs
-from zoo.errors import check_choice, check_float
-from zoo.models.linear_recurrence import (ACTIVATIONS, SCANS, InputGatedStack, MinRNNSequence, candidate,
-                                          check_scan_fits_activation, layer_scan, log_space_layer)
+from zoo.cells.base import Cell, Option, Params, State, register_cell
+from zoo.errors import check_float
+from zoo.models.linear_recurrence import (ACTIVATION_OPTION, SCAN_OPTION, InputGatedStack, MinRNNSequence,
+                                          candidate, layer_scan, log_space_layer, scan_and_activation,
+                                          validate_min_rnn)
 
 if TYPE_CHECKING:
     from zoo.models.rnn import RNNConfig
@@ -49,24 +50,11 @@ class MinLSTMStack(InputGatedStack):
     gates = 3
 
 
-def _options(config: RNNConfig) -> tuple[str, str]:
-    return MINLSTM.option(config, "scan"), MINLSTM.option(config, "activation")
-
-
-def _validate(config: RNNConfig) -> None:
-    check_scan_fits_activation(config.cell, *_options(config))
-
-
-def _build(input_size: int, config: RNNConfig) -> nn.Module:
-    scan, activation = _options(config)
-    return MinLSTMStack(**stack_kwargs(input_size, config), scan=scan, activation=activation)
-
-
 def _step(params: Params, x_proj: torch.Tensor, state: State, config: RNNConfig) -> tuple[torch.Tensor, State]:
     # x_proj: (B, 3H) = x_t W_ih^T + b_ih, blocks (f, i, h); state: (h_{t-1},), (B, H)
     k_f, k_i, k_h = x_proj.chunk(3, dim=1)
     f, i = torch.sigmoid(k_f), torch.sigmoid(k_i)
-    h = (f * state[0] + i * candidate(k_h, _options(config)[1])) / (f + i)
+    h = (f * state[0] + i * candidate(k_h, scan_and_activation(config)[1])) / (f + i)
     return h, (h,)
 
 
@@ -95,15 +83,11 @@ MINLSTM = Cell(
     recurrent_matrix=False,
     options={
         "forget_bias": Option(None, check_float, "the forget gate's bias (bias_ih's f block; unset: left to the init)"),
-        "scan": Option("auto", lambda setting, value: check_choice(setting, value, SCANS),
-                       "how the recurrence runs: 'sequential' (a loop with its own backward), 'log_space' (the "
-                       "paper's parallel scan), 'auto' (the loop on a CPU, the scan on a GPU)"),
-        "activation": Option("g", lambda setting, value: check_choice(setting, value, ACTIVATIONS),
-                             "of the candidate h~: 'g' (the paper's log-space form, h > 0) or 'linear' (none; "
-                             "sequential only)"),
+        "scan": SCAN_OPTION,
+        "activation": ACTIVATION_OPTION,
     },
-    validate=_validate,
-    build=_build,
+    validate=validate_min_rnn,
+    build=MinLSTMStack.build,
     step=_step,
     sequence=_sequence,
 )

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from zoo.cells.base import Option, get_cell, stack_kwargs
 from zoo.errors import ZooError, check_choice
 from zoo.models.sequence_kernels import POOL, _Lease, run_stack
 
@@ -267,6 +268,12 @@ class InputGatedStack(nn.Module):
     cell: str
     gates: int
 
+    @classmethod
+    def build(cls, input_size: int, config: Any) -> InputGatedStack:
+        """The stack a config asks for: a ``Cell.build`` for minGRU and minLSTM."""
+        scan, activation = scan_and_activation(config)
+        return cls(**stack_kwargs(input_size, config), scan=scan, activation=activation)
+
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bidirectional: bool = False,
                  dropout: float = 0.0, *, scan: str = "auto", activation: str = "g") -> None:
         super().__init__()
@@ -311,6 +318,26 @@ class InputGatedStack(nn.Module):
 
 ACTIVATIONS = ("g", "linear")  # of the candidate h~: the paper's log-space g, or its first form, no activation
 
+
+
+# The options minGRU and minLSTM share (their Cell.options), and the build and check both cells read them through.
+SCAN_OPTION = Option("auto", lambda setting, value: check_choice(setting, value, SCANS),
+                     "how the recurrence runs: 'sequential' (a loop with its own backward), 'log_space' (the "
+                     "paper's parallel scan), 'auto' (the loop on a CPU, the scan on a GPU)")
+ACTIVATION_OPTION = Option("g", lambda setting, value: check_choice(setting, value, ACTIVATIONS),
+                           "of the candidate h~: 'g' (the paper's log-space form, h > 0) or 'linear' (none; "
+                           "sequential only)")
+
+
+def scan_and_activation(config: Any) -> tuple[str, str]:
+    """The config's ``scan`` and ``activation`` options, their cell's defaults filled in."""
+    cell = get_cell(config.cell)
+    return cell.option(config, "scan"), cell.option(config, "activation")
+
+
+def validate_min_rnn(config: Any) -> None:
+    """A Cell.validate for minGRU and minLSTM."""
+    check_scan_fits_activation(config.cell, *scan_and_activation(config))
 
 
 def check_scan_fits_activation(cell: str, scan: str, activation: str) -> None:

@@ -10,7 +10,7 @@ import math
 import pytest
 from safetensors.torch import load_file
 
-from zoo.app.catalogue import BENCHMARKS, STUDY_ACTIVATIONS, STUDY_CLIPS, STUDY_INITS, TIERS, get_benchmark
+from zoo.app.catalogue import BENCHMARKS, MIN_VAL_POINTS, STUDY_ACTIVATIONS, STUDY_CLIPS, STUDY_INITS, TIERS, get_benchmark
 from zoo.app.runner import execute, reproduce, run_benchmark
 from zoo.app.cli import main
 from zoo.errors import ZooError
@@ -31,6 +31,32 @@ def test_every_benchmark_is_defined_with_every_tier_and_a_json_config():
                 assert json.loads(json.dumps(config)) == config
         assert bench.tier_seeds("smoke") == (0,)
     assert len(get_benchmark("adding_t100").tier_seeds("cpu")) >= 3
+
+
+def validations_in(config) -> float:
+    """How many times a run of ``config`` validates when it trains its whole budget."""
+    t = config["trainer"]
+    if t["max_steps"] > 0:  # the synthetic tasks: an epoch is batches_per_epoch fresh batches
+        return t["max_steps"] / config["data"]["args"].get("batches_per_epoch", 100)
+    per_epoch = 1 if t["val_check_interval"] is None else round(1 / t["val_check_interval"])
+    return t["max_epochs"] * per_epoch
+
+
+@pytest.mark.parametrize("tier", ["cpu", "full"])
+def test_every_run_validates_often_enough_for_a_learning_curve(tier):
+    for bench in BENCHMARKS.values():
+        for model in bench.models:
+            assert validations_in(bench.run_config(tier, model)) >= MIN_VAL_POINTS, (bench.name, model)
+
+
+def test_an_epoch_budget_validates_inside_its_epochs_and_the_trainer_does_so(tmp_path, tiny_config):
+    assert get_benchmark("smnist").run_config("cpu", "lstm_1x128")["trainer"]["val_check_interval"] == 0.5
+    assert get_benchmark("ptb_char").run_config("cpu", "lstm_1x512")["trainer"]["val_check_interval"] == 1 / 7
+    config = tiny_config()
+    config["data"]["args"]["batches_per_epoch"] = 4
+    config["trainer"].update(max_steps=-1, max_epochs=2, val_check_interval=0.5)
+    record = execute(config, 0, weights_dir=None)
+    assert len(record["curves"]["val"]["points"]) == 4
 
 
 def test_study_crosses_activation_init_and_clipping_with_references():

@@ -25,6 +25,9 @@ from zoo.registry import architecture
 
 TIERS = ("smoke", "cpu", "full")
 DEFAULT_SEEDS = (0, 1, 2)
+# Every cpu and full run validates at least this often, so its record's learning curve has
+# this many validation points (``tests/app/test_catalogue.py`` checks each budget).
+MIN_VAL_POINTS = 20
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,19 @@ class Benchmark:
     def tier_seeds(self, tier: str) -> tuple[int, ...]:
         return self.budget(tier).seeds or self.seeds
 
+    def val_check_interval(self, tier: str) -> float | None:
+        """The share of an epoch between validations when whole epochs would give fewer than ``MIN_VAL_POINTS``.
+
+        None: once an epoch. Epoch budgets (sMNIST, language models) validate 1/k of the way
+        through each epoch; step budgets of the synthetic tasks set ``batches_per_epoch``
+        instead, since their epochs are only a validation cadence. Smoke budgets keep once
+        an epoch: they exist to run in seconds.
+        """
+        budget = self.budget(tier)
+        if tier == "smoke" or budget.max_epochs <= 0 or budget.max_epochs >= MIN_VAL_POINTS:
+            return None
+        return 1.0 / -(-MIN_VAL_POINTS // budget.max_epochs)
+
     def run_config(self, tier: str, model: str) -> dict[str, Any]:
         """Everything a run of ``model`` at ``tier`` depends on but its seed, as plain JSON."""
         budget, recipe = self.budget(tier), self.model(model)
@@ -108,6 +124,7 @@ class Benchmark:
                 "gradient_clip_algorithm": recipe.clip_algorithm if recipe.clip_val else None,
                 "accelerator": budget.accelerator,
                 "deterministic": True,
+                "val_check_interval": self.val_check_interval(tier),
             },
             "stop_at_target": self.stop_at_target,
             "lengths": [max(1, int(data_args["seq_len"] * f)) for f in self.length_factors],
@@ -188,7 +205,8 @@ GRADIENT_STUDY = Benchmark(
                 "as references. Each cell: diverged seeds, max gradient norm, clip share, steps to MSE 0.01, "
                 "test MSE, longest length solved (of T/2, T, 2T, 4T) and the gradient decay through time.",
     data_class="AddingProblem",
-    data_args={"seq_len": 100, "batch_size": 64, "test_size": 2000},
+    # Validation every 50 steps: 20 points on each run's learning curve at the cpu budget.
+    data_args={"seq_len": 100, "batch_size": 64, "test_size": 2000, "batches_per_epoch": 50},
     models=study_models(),
     tiers={
         "smoke": ADDING_SMOKE,

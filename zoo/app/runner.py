@@ -103,6 +103,8 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
         "limit_test_batches": t["limit_test_batches"],
         "accelerator": t["accelerator"],
     }
+    if t.get("val_check_interval") is not None:  # records from before it validated once an epoch
+        trainer_kwargs["val_check_interval"] = t["val_check_interval"]
     if t.get("max_minutes"):
         raise ZooError(f"run {rid} has a wall-clock budget ({t['max_minutes']} minutes); budgets are steps or epochs, "
                        "so that a run gives the same record on every machine (`zoo reproduce` replays an old "

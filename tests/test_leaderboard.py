@@ -9,7 +9,7 @@ import pytest
 from zoo.app.runner import execute
 from zoo.app.cli import main
 from zoo.errors import ZooError
-from zoo.app.boards import aggregate, build, compare
+from zoo.app.boards import aggregate, build, compare, median_record
 from zoo.records import outcome, record_path, write_record
 
 
@@ -74,6 +74,17 @@ def test_build_writes_tables_csv_figures_and_index_without_nan(board, tmp_path):
     rows = list(csv.DictReader((out / "gradient_study.smoke.csv").open()))
     assert [r["model"] for r in rows] == ["b", "a", "c"] and rows[2]["median"] == "" and rows[1]["diverged"] == "2"
     assert "[gradient_study.smoke.md](gradient_study.smoke.md)" in (out / "README.md").read_text()
+    assert "![gradient_study.smoke.curves](gradient_study.smoke.curves.png)" in table
+    assert (out / "gradient_study.smoke.curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_board_draws_the_median_seed_of_each_model_and_never_a_diverged_one(board):
+    _, runs = board
+    rows = {row["model"]: row for row in aggregate(runs)}
+    # a: 0.10, 0.14, 0.1666 (failed) tested; 3,429 and NaN diverged -> the middle of three is seed 1
+    assert median_record(rows["a"], runs)["seed"] == 1
+    assert median_record(rows["b"], runs)["seed"] == 0  # two: the lower middle
+    assert median_record(rows["c"], runs) is None  # every seed diverged: nothing to draw
 
 
 def test_compare_ranks_a_run_and_checks_apples_to_apples(board, tmp_path, real_record):

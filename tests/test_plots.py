@@ -51,7 +51,7 @@ def test_nonfinite_values_never_reach_a_plot(tmp_path):
 
 def test_plot_bad_input(tmp_path, capsys):
     assert main(["plot", str(tmp_path / "nowhere")]) == 2
-    assert "nowhere holds no logged run: expected metrics.csv" in capsys.readouterr().err
+    assert "nowhere holds no logged run: expected a run record (.json), or a logger folder" in capsys.readouterr().err
     (tmp_path / "grad_over_time.json").write_text('[{"step": 0, "norms"')
     assert main(["plot", str(tmp_path)]) == 2
     assert "grad_over_time.json is not valid JSON" in capsys.readouterr().err
@@ -70,3 +70,22 @@ def test_wandb_offline(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
     assert list(run_dir.glob("*.wandb"))
+
+
+def test_zoo_plot_draws_a_run_records_learning_curves(tmp_path, tiny_config, capsys):
+    from zoo.app.runner import execute
+    from zoo.records import record_path, write_record
+
+    record = execute(tiny_config(steps=9), 0, weights_dir=None)
+    path = record_path(tmp_path / "records", record["benchmark"], record["tier"], record["model"], 0)
+    write_record(path, record)
+    run = load_run(path)
+    assert [step for step, _ in run.metrics["val_mse"]] == [3, 6, 9]  # every validation, from the record
+    assert run.metrics["train_loss"] and run.label == f"{record['model']} s0"
+    assert main(["plot", str(path), "--out", str(tmp_path / "fig")]) == 0
+    assert (tmp_path / "fig" / "curves.png").read_bytes()[:8] == PNG
+    assert sorted(p.name for p in (tmp_path / "fig").iterdir()) == ["curves.png"]  # nothing empty drawn
+    old = dict(record, curves=None)
+    write_record(path, old)
+    assert main(["plot", str(path)]) == 2
+    assert "run record without learning curves" in capsys.readouterr().err

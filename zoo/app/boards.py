@@ -371,9 +371,24 @@ def gradient_rows(rows: list[dict[str, Any]], bench: Any) -> list[dict[str, Any]
     return [*references, *best, *vanishing]
 
 
+def median_record(row: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The seed a board draws for a model: the one with the median test metric (the lower of two middles).
+
+    Diverged seeds (non-finite, or exploding past the task's multiple of its baseline) are not
+    drawn; when every seed diverged there is none.
+    """
+    tested = [r for r in records if r["id"] in row["records"] and not r["diverged"] and r.get("state") != "diverged"]
+    scored = [(value, r["seed"], r) for r in tested
+              if (value := r["metrics"].get("test", {}).get(test_metric(r)[0])) is not None and math.isfinite(value)]
+    if not scored:
+        return None
+    scored.sort(key=lambda item: (item[0], item[1]))
+    return scored[(len(scored) - 1) // 2][2]
+
+
 def write_figures(name: str, tier: str, rows: list[dict[str, Any]], records: list[dict[str, Any]],
                   out: Path) -> list[Path]:
-    from zoo.app.plots import plot_final_gradients, plot_study
+    from zoo.app.plots import plot_curves, plot_final_gradients, plot_study, run_from_record
 
     from zoo.app.catalogue import BENCHMARKS
 
@@ -394,6 +409,19 @@ def write_figures(name: str, tier: str, rows: list[dict[str, Any]], records: lis
     if curves:
         path = plot_final_gradients(curves, out / f"{name}.{tier}.gradients.png",
                                     title=f"{name} ({tier}): ‖∂L/∂h_t‖ at the end of training, lowest seed")
+        if path:
+            figures.append(path)
+    runs = []
+    for row in gradient_rows(rows, bench):
+        chosen = median_record(row, records)
+        if chosen and chosen.get("curves"):
+            runs.append(run_from_record(chosen, f"{row['model']} (seed {chosen['seed']}, median of {row['runs']} runs)"))
+    if runs:
+        task = records[0]["task"]
+        path = plot_curves(runs, out / f"{name}.{tier}.curves.png",
+                           title=f"{name} ({tier}): learning curves, the median seed of each model",
+                           target=task.get("target"), baseline=(task.get("baselines") or {}).get(task["target_metric"]),
+                           target_key=f"val_{task['target_metric']}")
         if path:
             figures.append(path)
     return figures

@@ -2,10 +2,12 @@
 
 A run is a logger folder as ``zoo fit`` leaves it (``runs/lightning_logs/version_N``):
 ``metrics.csv`` from the CSV logger and, when the gradient probe ran,
-``grad_over_time.json``. Non-finite values are dropped before anything is drawn, so a
-diverged run never stretches an axis to infinity.
+``grad_over_time.json``; or a run record (``zoo bench run``), whose learning curves
+(training loss, validation metric) it keeps. Non-finite values are dropped before
+anything is drawn, so a diverged run never stretches an axis to infinity.
 
     zoo plot runs/lightning_logs/version_0 runs/lightning_logs/version_1 --labels lstm gru --out figures/
+    zoo plot leaderboards/records/adding_t100/cpu/gru_1x128.s0.json leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
 """
 
 from __future__ import annotations
@@ -51,11 +53,37 @@ def read_metrics(path: Path) -> dict[str, Series]:
     return columns
 
 
+def _finite_points(points: list) -> Series:
+    return [(int(step), float(value)) for step, value in points
+            if value is not None and math.isfinite(float(value))]
+
+
+def run_from_record(record: dict, label: str | None = None) -> Run:
+    """A run record's learning curves as a ``Run``: ``train_loss`` and its validation metric against the step."""
+    run = Run(label or f"{record['model']} s{record['seed']}")
+    curves = record.get("curves") or {}
+    if curves.get("train_loss"):
+        run.metrics["train_loss"] = _finite_points(curves["train_loss"])
+    val = curves.get("val") or {}
+    if val.get("points"):
+        run.metrics[val["metric"]] = _finite_points(val["points"])
+    return run
+
+
 def load_run(folder: str | Path, label: str | None = None) -> Run:
     folder = Path(folder)
+    if folder.is_file() and folder.suffix == ".json":
+        from zoo.records import read_record
+
+        run = run_from_record(read_record(folder), label)
+        if not run.metrics:
+            raise ZooError(f"{folder} is a run record without learning curves (made before records kept them); "
+                           "`zoo reproduce` it to get a record that has them")
+        return run
     metrics_file, gradients_file = folder / "metrics.csv", folder / "grad_over_time.json"
     if not metrics_file.is_file() and not gradients_file.is_file():
-        raise ZooError(f"{folder} holds no logged run: expected metrics.csv (CSV logger) or grad_over_time.json")
+        raise ZooError(f"{folder} holds no logged run: expected a run record (.json), or a logger folder with "
+                       "metrics.csv (CSV logger) or grad_over_time.json")
     run = Run(label or folder.name)
     if metrics_file.is_file():
         run.metrics = read_metrics(metrics_file)
@@ -97,19 +125,35 @@ def _draw(ax, series: Series, label: str, **kw) -> bool:
     return True
 
 
-def plot_curves(runs: list[Run], out: Path) -> Path | None:
-    """Training loss, and every validation metric, against the step."""
+LOG_SCALED = ("loss", "mse", "perplexity", "bpc")  # errors that span orders of magnitude over a run
+
+
+def plot_curves(runs: list[Run], out: Path, title: str = "", target: float | None = None,
+                baseline: float | None = None, target_key: str | None = None) -> Path | None:
+    """Training loss, and every validation metric, against the step; one colour and dash per run.
+
+    ``target`` and ``baseline`` (the task's, in ``target_key``'s units) are drawn on that
+    metric's panel, so a reader sees where a curve stands against "solved" and "learned nothing".
+    """
     val_keys = sorted({k for run in runs for k in run.metrics if k.startswith("val_")})
     keys = ["train_loss", *val_keys]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4), squeeze=False)
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys) + 2, 4), squeeze=False)
     drawn = False
     for ax, key in zip(axes[0], keys):
-        for run in runs:
-            drawn |= _draw(ax, run.metrics.get(key, []), run.label)
-        ax.set(title=key, xlabel="step")
-        if key.endswith(("loss", "mse", "perplexity")):
+        for index, run in enumerate(runs):
+            drawn |= _draw(ax, run.metrics.get(key, []), run.label, **line_style(index))
+        if key == target_key and target is not None:
+            ax.axhline(target, color="green", linewidth=0.9, linestyle=":", label=f"target {target:g}")
+        if key == target_key and baseline is not None:
+            ax.axhline(baseline, color="red", linewidth=0.9, linestyle=":", label=f"trivial baseline {baseline:.3g}")
+        ylabel = "training loss" if key == "train_loss" else f"validation {key.removeprefix('val_')}"
+        ax.set(title=key.replace("_", " "), xlabel="optimizer step", ylabel=ylabel)
+        if key.endswith(LOG_SCALED):
             ax.set_yscale("log")
-        ax.legend()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if drawn:
+        _legend_outside(axes[0][-1], fontsize=7)
     return _save(fig, out) if drawn else plt.close(fig)
 
 
@@ -117,34 +161,37 @@ def plot_stability(runs: list[Run], out: Path) -> Path | None:
     """Global gradient norm before clipping (log scale) and the share of clipped steps."""
     fig, (norm_ax, clip_ax) = plt.subplots(1, 2, figsize=(11, 4))
     drawn = False
-    for run in runs:
-        drawn |= _draw(norm_ax, run.metrics.get("stability/grad_norm", []), run.label)
-        _draw(clip_ax, run.metrics.get("stability/clip_share", []), run.label)
+    for index, run in enumerate(runs):
+        drawn |= _draw(norm_ax, run.metrics.get("stability/grad_norm", []), run.label, **line_style(index))
+        _draw(clip_ax, run.metrics.get("stability/clip_share", []), run.label, **line_style(index))
     norm_ax.set(title="gradient norm before clipping", xlabel="step", yscale="log")
     clip_ax.set(title="share of steps clipped", xlabel="step", ylim=(-0.02, 1.02))
-    norm_ax.legend()
-    clip_ax.legend()
-    return _save(fig, out) if drawn else plt.close(fig)
+    if not drawn:
+        return plt.close(fig)
+    _legend_outside(clip_ax, fontsize=8)
+    return _save(fig, out)
 
 
 def plot_gradients_over_time(runs: list[Run], out: Path, layer: str = "l0", title: str = "") -> Path | None:
     """‖∂L/∂h_t‖ against t on a log scale: at initialization (left) and after training (right)."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     drawn = False
-    for run in runs:
+    for index, run in enumerate(runs):
         if not run.gradients:
             continue
         for ax, entry in zip(axes, (run.gradients[0], run.gradients[-1])):
             norms = entry["norms"].get(layer, [])
             points = [(t + 1, v) for t, v in enumerate(norms) if v > 0 and math.isfinite(v)]
-            drawn |= _draw(ax, points, f"{run.label} (step {entry['step']})")
+            drawn |= _draw(ax, points, f"{run.label} (step {entry['step']})", **line_style(index))
+    if not drawn:
+        return plt.close(fig)
     for ax, when in zip(axes, ("at initialization", "after training")):
         ax.set(title=f"‖∂L/∂h_t‖ {when}", xlabel="t", yscale="log")
         ax.legend(fontsize=8)
     axes[0].set_ylabel(f"gradient norm, layer {layer}")
     if title:
         fig.suptitle(title)
-    return _save(fig, out) if drawn else plt.close(fig)
+    return _save(fig, out)
 
 
 def plot_spectra(runs: list[Run], out: Path) -> Path | None:
@@ -158,10 +205,12 @@ def plot_spectra(runs: list[Run], out: Path) -> Path | None:
                 for step, value in series:
                     by_step[step] = max(by_step.get(step, 0.0), value)
         drawn |= _draw(ax, sorted(by_step.items()), run.label, marker="o")
+    if not drawn:
+        return plt.close(fig)
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle="--")
     ax.set(title="largest spectral radius of W_hh blocks", xlabel="step")
     ax.legend()
-    return _save(fig, out) if drawn else plt.close(fig)
+    return _save(fig, out)
 
 
 def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None,
@@ -305,7 +354,7 @@ def plot_runs(folders: list[str], out_dir: str | Path, labels: list[str] | None 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="zoo plot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", nargs="+", help="logger folders (runs/lightning_logs/version_N)")
+    parser.add_argument("runs", nargs="+", help="logger folders (runs/lightning_logs/version_N) or run records (.json)")
     parser.add_argument("--labels", nargs="+", help="one legend label per run (default: folder names)")
     parser.add_argument("--out", default="figures", help="folder for the PNG files")
     args = parser.parse_args(argv)

@@ -130,6 +130,23 @@ def test_reproduce_is_identical_on_cpu_and_says_when_it_differs(tmp_path, tiny_c
     assert main(["reproduce", str(path)]) == 1
 
 
+def test_reproduce_a_folder_names_every_record_the_code_no_longer_gives(tmp_path, tiny_config, capsys):
+    root = tmp_path / "records"
+    for model, steps in (("rnn_tanh.identity.clip1", 6), ("gru.default.clip1", 4)):
+        record = execute(tiny_config(model, steps=steps), 0, weights_dir=None)
+        write_record(record_path(root, record["benchmark"], record["tier"], record["model"], 0), record)
+    assert main(["reproduce", str(root)]) == 0
+    assert "2 of 2 records reproduced" in capsys.readouterr().out
+    tampered = record_path(root, record["benchmark"], record["tier"], "gru.default.clip1", 0)
+    record = read_record(tampered)
+    record["metrics"]["test"]["mse"] += 1.0  # what an older code's number would look like
+    write_record(tampered, record)
+    assert main(["reproduce", str(root)]) == 1
+    out = capsys.readouterr().out
+    assert "1 of 2 records reproduced; the current code no longer gives: gradient_study.smoke.gru.default.clip1.s0" in out
+    assert main(["reproduce", str(root), "--max_seconds", "0"]) == 2
+
+
 def test_divergence_is_a_record_not_a_crash(tmp_path, tiny_config):
     config = tiny_config("rnn_relu.he.noclip", steps=30)
     config["model"]["optim"]["lr"] = 1e4

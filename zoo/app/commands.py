@@ -6,6 +6,7 @@
     zoo leaderboard build [--records leaderboards/records] [--out leaderboards]
     zoo leaderboard compare my_runs/ [--records leaderboards/records]
     zoo reproduce leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
+    zoo reproduce leaderboards/records --max_seconds 60 --per_board 3   # which records the code still gives
 
 Exit status: 0 on success (for reproduce: identical or within tolerance), 1 when a
 reproduction differs, 2 on bad input.
@@ -17,7 +18,8 @@ import argparse
 import json
 from pathlib import Path
 
-from zoo.app.runner import DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning, reproduce, run_benchmark
+from zoo.app.runner import (DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning,
+                            replay_selection, reproduce, run_benchmark)
 from zoo.errors import ZooError, check_choice
 from zoo.files import check_folder
 
@@ -104,12 +106,32 @@ def leaderboard_main(argv: list[str]) -> int:
 
 def reproduce_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="zoo reproduce", description="Run a record's config again and compare.")
-    parser.add_argument("record", help="a run record (JSON)")
+    parser.add_argument("record", help="a run record (JSON), or a folder of them: each is re-run and a summary "
+                                       "names every record the current code no longer gives")
     parser.add_argument("--data_dir", help="folder of the original data files (offline)")
-    parser.add_argument("--out", help="also write the re-run's record here")
+    parser.add_argument("--out", help="also write the re-run's record here (one record only)")
+    parser.add_argument("--max_seconds", type=float,
+                        help="with a folder: only records whose run trained in at most this many seconds")
+    parser.add_argument("--per_board", type=int,
+                        help="with a folder: at most this many records a board, the cheapest of each cell")
     args = parser.parse_args(argv)
     quiet_lightning()
-    result = reproduce(Path(args.record), data_dir=args.data_dir, out=args.out)
+    path = Path(args.record)
+    if path.is_dir():
+        if args.out:
+            raise ZooError("--out takes one record; a folder's re-runs are compared, not written")
+        files = replay_selection(path, max_seconds=args.max_seconds, per_board=args.per_board)
+        if not files:
+            raise ZooError(f"no record under {path} matches --max_seconds {args.max_seconds}")
+        results = [reproduce(file, data_dir=args.data_dir) for file in files]
+        for result in results:
+            print(f"{result['record']}: {result['verdict']} (recorded {result['recorded']!r}, "
+                  f"re-run {result['rerun']!r})")
+        differs = [r["record"] for r in results if r["verdict"] == "differs"]
+        print(f"{len(results) - len(differs)} of {len(results)} records reproduced"
+              + (f"; the current code no longer gives: {', '.join(differs)}" if differs else ""))
+        return 1 if differs else 0
+    result = reproduce(path, data_dir=args.data_dir, out=args.out)
     for note in result["notes"]:
         print(f"note: {note}")
     if result["difference"] is None:

@@ -25,8 +25,8 @@ from filelock import FileLock, Timeout
 from zoo.errors import ZooError, check_int, coerce_config
 from zoo.files import replaced_atomically, sha256_file
 from zoo.models.sequence_kernels import own_kernels
-from zoo.records import (build_record, data_checksums, read_record, record_id, record_path, test_metric,
-                         write_record)
+from zoo.records import (build_record, data_checksums, find_records, read_record, record_id, record_path,
+                         test_metric, write_record)
 
 DEFAULT_RECORDS = "leaderboards/records"
 DEFAULT_WEIGHTS = "runs/weights"
@@ -347,3 +347,25 @@ def reproduce(path: str | os.PathLike, *, data_dir: str | None = None,
     if result["verdict"] != "identical" and not same_env:
         notes.append("a different device or package versions: only a tolerance can be expected")
     return {**result, "record": old["id"], "notes": notes, "same_environment": same_env}
+
+
+def replay_selection(path: str | os.PathLike, *, max_seconds: float | None = None,
+                     per_board: int | None = None) -> list[Path]:
+    """The records under ``path`` to re-run: those that trained in at most ``max_seconds``, cheapest first.
+
+    With ``per_board`` at most that many a board, each of a different cell where the board
+    has several (so a cheap check still covers the RNN, LSTM and GRU code paths). None: all.
+    """
+    chosen: dict[tuple[str, str], list[tuple[Path, str]]] = {}
+    entries = []
+    for file in find_records(path):
+        record = read_record(file)
+        if max_seconds is None or (record.get("seconds") or 0.0) <= max_seconds:
+            entries.append((record.get("seconds") or 0.0, str(file), file, record))
+    for _, _, file, record in sorted(entries, key=lambda e: e[:2]):
+        board = chosen.setdefault((record["benchmark"], record["tier"]), [])
+        cell = record["config"]["model"]["backbone"].get("cell", "")
+        if per_board is not None and (len(board) >= per_board or any(c == cell for _, c in board)):
+            continue
+        board.append((file, cell))
+    return [file for board in chosen.values() for file, _ in board]

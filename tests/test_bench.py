@@ -332,3 +332,16 @@ def test_wandb_run_id_is_recorded(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     run_id = read_record(record_path(tmp_path / "r", "adding_t100", "smoke", "rnn_tanh_1x128", 0))["wandb_run_id"]
     assert run_id and list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+
+
+def test_frontier_cells_run_every_adding_length_and_smnist_with_their_papers_settings():
+    for t in (100, 200, 500, 1000):
+        models = get_benchmark(f"adding_t{t}").models
+        assert {"indrnn_2x128", "cornn_1x128", "lem_1x128", "mingru_3x128", "minlstm_3x128", "lru_1x128"} <= set(models)
+        indrnn = models["indrnn_2x128"]
+        assert indrnn.backbone.cell_options == {"recurrent_max_len": t} and indrnn.optim.lr == 2e-4  # |u| <= 2^(1/T)
+        assert models["cornn_1x128"].clip_val is None and models["cornn_1x128"].optim.lr == 2e-2
+    smnist, psmnist = get_benchmark("smnist").models, get_benchmark("psmnist").models
+    assert smnist["lem_1x128"].backbone.cell_options == {"dt": 0.21} and smnist["lem_1x128"].optim.lr == 0.0018
+    assert psmnist["lem_1x128"].backbone.cell_options == {"dt": 0.31}
+    assert psmnist["cornn_1x256"].backbone.cell_options == {"dt": 0.076, "gamma": 0.4, "epsilon": 8.0}

@@ -16,7 +16,7 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoo.app.recipes import ADDING_REFERENCE, LM_REFERENCE, Recipe
+from zoo.app.recipes import ADDING_REFERENCE, LM_REFERENCE, Recipe, adding_frontier, smnist_frontier
 from zoo.cadence import DIAGNOSTICS_EVERY_N_STEPS
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
@@ -144,10 +144,12 @@ def adding(seq_len: int) -> Benchmark:
     return Benchmark(
         name=f"adding_t{seq_len}",
         description=f"The adding problem at T={seq_len}: sum the two marked numbers; target test MSE 0.01 "
-                    "(trivial: 0.1667). Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0.",
+                    "(trivial: 0.1667). Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0; the "
+                    "frontier cells with their papers' settings where they give them (IndRNN Adam 2e-4 with "
+                    "|u| <= 2^(1/T); coRNN Adam 2e-2, unclipped).",
         data_class="AddingProblem",
         data_args={"seq_len": seq_len},
-        models=dict(ADDING_REFERENCE),
+        models={**ADDING_REFERENCE, **adding_frontier(seq_len)},
         tiers={
             "smoke": ADDING_SMOKE,
             "cpu": Budget(max_steps=ADDING_CPU_STEPS[seq_len]),
@@ -272,7 +274,7 @@ def smnist(permuted: bool) -> Benchmark:
                     f"the LSTM's forget-gate bias starts at {SMNIST_FORGET_BIAS:g}.",
         data_class="SequentialMNIST",
         data_args={"variant": "pixel", "permuted": permuted},
-        models=dict(SMNIST_MODELS),
+        models={**SMNIST_MODELS, **smnist_frontier(permuted)},
         tiers={
             "smoke": MNIST_SMOKE,
             "cpu": Budget(max_epochs=SMNIST_CPU_EPOCHS, seeds=(0,)),

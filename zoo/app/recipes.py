@@ -10,6 +10,7 @@ recurrence with relu amplifies a too-large step.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,59 @@ ADDING_REFERENCE: dict[str, Recipe] = {
         Recipe("irnn_1x128", architecture("irnn_1x128"), optim=OptimConfig(name="adam", lr=1e-4)),
     )
 }
+
+
+def adding_frontier(seq_len: int) -> dict[str, Recipe]:
+    """The frontier cells (issue 21) on the adding problem at length ``seq_len``.
+
+    Each takes its paper's or its authors' code's settings for this task where they give
+    them; the rest take the references' recipe (Adam 1e-3, clip norm 1.0) and say so in a
+    comment. The task's own settings (hidden 128, batch 128, the budget) are the benchmark's.
+    """
+    indrnn = architecture("indrnn_2x128")
+    return {
+        recipe.name: recipe
+        for recipe in (
+            # Li et al. 2018, Sec. 4.1: Adam lr 2e-4, relu, |u| <= 2^(1/T) for the task's T.
+            Recipe("indrnn_2x128", dataclasses.replace(indrnn, cell_options={"recurrent_max_len": seq_len}),
+                   OptimConfig(name="adam", lr=2e-4)),
+            # Rusch & Mishra 2021, the authors' adding_task.py: Adam lr 2e-2, no clipping, dt 0.06, gamma 66, eps 15.
+            Recipe("cornn_1x128", architecture("cornn_1x128"), OptimConfig(name="adam", lr=2e-2), clip_val=None),
+            # LEM (Rusch et al. 2022), minGRU / minLSTM (Feng et al. 2024), LRU (Orvieto et al. 2023): their
+            # papers give no recipe at this T, so the references' (Adam 1e-3, clip norm 1.0).
+            Recipe("lem_1x128", architecture("lem_1x128")),
+            Recipe("mingru_3x128", architecture("mingru_3x128")),
+            Recipe("minlstm_3x128", architecture("minlstm_3x128")),
+            Recipe("lru_1x128", architecture("lru_1x128")),
+        )
+    }
+
+
+def smnist_frontier(permuted: bool) -> dict[str, Recipe]:
+    """The frontier cells on (permuted) sequential MNIST with their papers' or authors' code's settings.
+
+    expRNN is left out until an optimizer group can give its orthogonal parameters their own
+    learning rate (the paper: RMSprop 7e-4, the orthogonal part 7e-5).
+    """
+    lem = architecture("lem_1x128")
+    cornn = architecture("cornn_1x256")
+    if permuted:
+        lem = dataclasses.replace(lem, cell_options={"dt": 0.31})
+        cornn = dataclasses.replace(cornn, cell_options={"dt": 0.076, "gamma": 0.4, "epsilon": 8.0})
+    return {
+        recipe.name: recipe
+        for recipe in (
+            # Rusch et al. 2022, the authors' (p)sMNIST_task.py: Adam, sMNIST lr 0.0018 dt 0.21 clip 1.0;
+            # psMNIST lr 0.0073 dt 0.31 clip 1.1.
+            Recipe("lem_1x128", lem, OptimConfig(name="adam", lr=0.0073 if permuted else 0.0018),
+                   clip_val=1.1 if permuted else 1.0),
+            # Rusch & Mishra 2021: Adam, sMNIST lr 0.0021 (dt 0.042, gamma 2.7, eps 4.7), psMNIST lr 0.0054
+            # (dt 0.076, gamma 0.4, eps 8.0); no clipping in the authors' code.
+            Recipe("cornn_1x256", cornn, OptimConfig(name="adam", lr=0.0054 if permuted else 0.0021), clip_val=None),
+            # Li et al. 2018, Table 1's 6-layer IndRNN with batch norm: Adam lr 2e-4.
+            Recipe("indrnn_6x128", architecture("indrnn_6x128"), OptimConfig(name="adam", lr=2e-4)),
+        )
+    }
 
 
 def reference_recipe(name: str) -> Recipe:

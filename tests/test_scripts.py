@@ -192,3 +192,22 @@ def test_kernel_speed_quick_compares_both_kernels_in_both_modes(tmp_path):
                                                       ("gru", "eval")}
     assert all(float(r["fused_ms"]) > 0 and float(r["zoo_ms"]) > 0 and r["auto_picks"] in ("zoo", "fused")
                for r in rows)
+
+
+def test_gpu_pack_stops_at_its_window_and_the_next_call_finishes_the_tier(tmp_path):
+    state = tmp_path / "pack"
+    args = ("scripts/gpu_pack.py", "--tier", "smoke", "--benchmarks", "copy_t100", "--state", str(state),
+            "--no_throughput")
+    first = _run(*args, "--call_seconds", "21")  # a 1-second window: the suite is stopped at once
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert "pair(s) left; call again to resume" in first.stdout
+    second = _run(*args, "--call_seconds", "280")
+    assert second.returncode == 0, second.stderr[-3000:]
+    records = sorted(p.name for p in (state / "records" / "copy_t100" / "smoke").glob("*.json"))
+    assert records == ["gru_1x128.s0.json", "lstm_1x128.s0.json", "rnn_tanh_1x128.s0.json"]
+    for path in (state / "records" / "copy_t100" / "smoke").glob("*.json"):
+        assert json.loads(path.read_text())["environment"]["device_name"]  # each record names its device
+    third = _run(*args, "--call_seconds", "60")  # nothing left: a call that only says so
+    assert third.returncode == 0 and "all done" in third.stdout
+    bad = _run("scripts/gpu_pack.py", "--call_seconds", "5")
+    assert bad.returncode == 2 and "--call_seconds must be more than 20" in bad.stderr

@@ -290,8 +290,8 @@ def plot_study(rows: list[dict], out: Path, axes: dict[str, dict[str, str]] | No
         return [v for v in dict.fromkeys(place.get(axis) for place in places) if v in present] if axis else [None]
 
     ys, xs, panels = values_of(y_axis), values_of(x_axis), values_of(panel_axis)
-    fig, panes = plt.subplots(len(STUDY_MEASURES), len(panels), figsize=(5.5 * len(panels), 3.6 * len(STUDY_MEASURES)),
-                              squeeze=False)
+    fig, panes = plt.subplots(len(STUDY_MEASURES), len(panels), figsize=(6.2 * len(panels), 3.6 * len(STUDY_MEASURES)),
+                              squeeze=False, gridspec_kw={"wspace": 0.45})  # room for a colour bar's label
     for i, (key, title) in enumerate(STUDY_MEASURES):
         finite = [r[key] for r in grid if r[key] is not None and math.isfinite(r[key])]
         low, high = (min(finite), max(finite)) if finite else (None, None)  # one colour scale across panels

@@ -496,6 +496,14 @@ def build(records_root: str | os.PathLike = "leaderboards/records", out: str | o
         written.append(write_text_atomic(out / f"{stem}.csv", csv_text(rows)))
         index_boards.append({"benchmark": name, "tier": tier, "rows": rows, "records": board, "stem": stem})
     index_rows = markdown_table(list(INDEX_COLUMNS), index_boards)
+    from zoo.app.families import write_families  # long-dependency accuracy against T, across a family's boards
+
+    family_files = write_families(boards, out)
+    written += family_files
+    families = [p for p in family_files if p.suffix == ".md"]
+    if families:
+        index_rows += ["", "Long-dependency accuracy against T: "
+                       + ", ".join(f"[{p.name}]({p.name})" for p in families) + "."]
     written.append(write_text_atomic(out / "README.md", "\n".join(index + index_rows) + "\n"))
     if readme and (path := update_readme(Path(readme), index_rows, study, out)):
         written.append(path)

@@ -214,7 +214,7 @@ def plot_spectra(runs: list[Run], out: Path) -> Path | None:
 
 
 def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None,
-                 target: float | None = None, baseline: float | None = None) -> Path:
+                 target: float | None = None, baseline: float | None = None, title: str = "") -> Path:
     """A test metric against the sequence length, one line per model ({label: {T: value}})."""
     fig, ax = plt.subplots(figsize=(6, 4))
     lengths: set[int] = set()
@@ -228,7 +228,8 @@ def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, t
         ax.axhline(target, color="green", linewidth=0.9, linestyle=":", label=f"target {target:g}")
     if baseline is not None:
         ax.axhline(baseline, color="red", linewidth=0.9, linestyle=":", label=f"trivial baseline {baseline:.3g}")
-    ax.set(title=f"test {metric} against sequence length", xlabel="T", ylabel=f"test {metric}", xscale="log")
+    ax.set(title=title or f"test {metric} against sequence length", xlabel="T", ylabel=f"test {metric}",
+           xscale="log")
     if metric in ("mse", "perplexity", "bpc"):
         ax.set_yscale("log")  # errors span orders of magnitude off the trained length
     ax.set_xticks(sorted(lengths), [str(t) for t in sorted(lengths)])

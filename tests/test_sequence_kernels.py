@@ -234,11 +234,36 @@ def test_pool_keeps_to_its_cap_by_letting_the_longest_unused_shapes_go():
     like = torch.empty(0)
     small, large = torch.empty(100), torch.empty(200)  # 400 and 800 bytes
     pool.give_back(small, large)  # both do not fit: the older one goes
-    assert pool._bytes == 800 and list(pool._free) == [((200,), torch.float32, torch.device("cpu"))]
+    assert pool._bytes == 800 and list(pool._free) == [((200,), torch.float32, torch.device("cpu"), False)]
     assert pool.take((200,), like) is large and pool._bytes == 0
     assert pool.take((100,), like) is not small  # an empty pool allocates
     pool.give_back(torch.empty(300))  # 1200 bytes: more than the whole cap, never kept
     assert pool._bytes == 0 and not pool._free
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "minlstm"])
+def test_a_buffer_pooled_under_inference_mode_never_reaches_training(cell):
+    """Validation runs under torch.inference_mode: its buffers are inference tensors, which training may not
+    write in place ("Inplace update to inference tensor outside InferenceMode"); the pool keeps them apart."""
+    from zoo.models.rnn import RNNBackbone, RNNConfig
+
+    POOL.clear()
+    torch.manual_seed(0)
+    if cell == "minlstm":  # the scan cells pool their buffers too (zoo/models/linear_recurrence.py)
+        backbone = RNNBackbone(2, RNNConfig(cell=cell, hidden_size=5))
+        forward = lambda x: backbone(x)[0]  # noqa: E731
+        parameters = list(backbone.parameters())
+    else:
+        module = CELLS[cell](2, 5, batch_first=True)
+        forward = lambda x: run_stack(module, x)[0]  # noqa: E731
+        parameters = list(module.parameters())
+    x = torch.randn(3, 7, 2)
+    with torch.inference_mode():
+        forward(x)  # a validation step leaves its buffers in the pool
+    assert POOL._free and all(key[-1] for key in POOL._free)  # pooled as inference buffers
+    forward(x).pow(2).sum().backward()  # the training step takes none of them
+    assert all(p.grad is not None for p in parameters)
+    POOL.clear()
 
 
 def test_dropout_between_layers_trains_and_eval_is_deterministic():

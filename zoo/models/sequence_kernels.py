@@ -122,7 +122,9 @@ class BufferPool:
         self._bytes = 0
 
     def take(self, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        key = (tuple(shape), like.dtype, like.device)
+        # A buffer made under inference mode (validation, test) is an inference tensor, which
+        # training may not write in place: the two kinds are pooled apart.
+        key = (tuple(shape), like.dtype, like.device, torch.is_inference_mode_enabled())
         free = self._free.pop(key, None)
         if free:
             tensor = free.pop()
@@ -141,7 +143,7 @@ class BufferPool:
                 self._bytes -= self._free[oldest].pop().nbytes
                 if not self._free[oldest]:
                     del self._free[oldest]
-            key = (tuple(tensor.shape), tensor.dtype, tensor.device)
+            key = (tuple(tensor.shape), tensor.dtype, tensor.device, tensor.is_inference())
             self._free[key] = self._free.pop(key, []) + [tensor]
             self._bytes += tensor.nbytes
 

@@ -15,7 +15,8 @@ Sources, in order:
 
 A missing, truncated or corrupt file is one ``ZooError`` that names the file, its
 expected size and sha256, and what to do; nothing partial is ever left in the cache,
-and a bad file in the cache is reported rather than silently downloaded again.
+and a bad file in the cache is reported rather than silently downloaded again. A link
+in the cache that leads out of it is refused, so no read or download goes through it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from zoo.errors import ZooError
-from zoo.files import any_env_true, sha256_file, user_cache
+from zoo.files import any_env_true, inside, sha256_file, user_cache
 
 ENV_DATA_DIR = "ZOO_DATA_DIR"
 ENV_CACHE_DIR = "ZOO_CACHE_DIR"
@@ -173,6 +174,8 @@ def fetch(name: str, *, data_dir: str | os.PathLike | None = None, offline: bool
     if folder is not None:
         return verify(folder / f.path, f, where=f"data folder {folder}")
     cached = cache_dir() / f.path
+    # A link in the cache that leads out of it is refused: reading it, or downloading through it, would land elsewhere.
+    inside(cache_dir(), cached, f"data file {f.path} in the cache")
     if cached.exists():
         return verify(cached, f, where=f"the cache {cache_dir()} (delete the file to fetch it again)")
     if is_offline(offline):
@@ -204,6 +207,7 @@ def add_rebuilder(label: str, has: Callable[[str], bool], rebuild: Callable[[str
 
 def write_checked(data: bytes, f: DataFile, target: Path) -> Path:
     """Put bytes rebuilt from another source (e.g. Hub rows) into the cache, only if they are exactly ``f``."""
+    inside(cache_dir(), target, f"data file {f.path} in the cache")
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     tmp = Path(tmp_name)

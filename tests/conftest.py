@@ -1,3 +1,8 @@
+import os
+
+# No test talks to a real host: huggingface_hub's once-a-day telemetry call stays off.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
 import zoo  # noqa: F401  (first, as in every entry point: flushes denormals before torch threads start)
 
 import hashlib

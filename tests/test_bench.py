@@ -331,7 +331,8 @@ def test_wandb_run_id_is_recorded(tmp_path):
                              "--no_progress"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     run_id = read_record(record_path(tmp_path / "r", "adding_t100", "smoke", "rnn_tanh_1x128", 0))["wandb_run_id"]
-    assert run_id and list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+    # WANDB_DIR honoured, each run in its own folder there (zoo.app.run_logs)
+    assert run_id and list((tmp_path / "adding_t100.smoke.rnn_tanh_1x128.s0" / "wandb").glob(f"offline-run-*-{run_id}"))
 
 
 def test_frontier_cells_run_every_adding_length_and_smnist_with_their_papers_settings():

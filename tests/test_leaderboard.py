@@ -140,7 +140,8 @@ def test_build_regenerates_the_readme_block_only(board, tmp_path):
 
 
 def test_committed_leaderboards_are_exactly_what_the_records_build(tmp_path):
-    """No hand-edited number: rebuilding from the committed records gives the committed tables byte for byte."""
+    """No hand-edited number: rebuilding from the committed records gives the committed tables and site byte for
+    byte."""
     from pathlib import Path
 
     root = Path(__file__).resolve().parent.parent / "leaderboards"
@@ -157,6 +158,16 @@ def test_committed_leaderboards_are_exactly_what_the_records_build(tmp_path):
         assert (out / name).read_text() == (root / name).read_text(), name
     assert readme.read_text(encoding="utf-8") == (root.parent / "README.md").read_text(encoding="utf-8"), \
         "the README's leaderboard block is not what `zoo leaderboard build` writes"
+    # The web site too, file for file: its pages byte for byte; its images are the committed boards' figures.
+    site, rebuilt_site = root / "site", out / "site"
+    files = {p.relative_to(site).as_posix() for p in site.rglob("*") if p.is_file()}
+    assert files == {p.relative_to(rebuilt_site).as_posix() for p in rebuilt_site.rglob("*") if p.is_file()}, \
+        "the committed site is not what `zoo leaderboard build` writes"
+    for name in sorted(files):
+        if name.startswith("img/"):
+            assert (site / name).read_bytes() == (root / Path(name).name).read_bytes(), name
+        else:
+            assert (site / name).read_bytes() == (rebuilt_site / name).read_bytes(), name
 
 
 def test_records_from_a_dirty_checkout_are_refused_unless_allowed(tmp_path, real_record):

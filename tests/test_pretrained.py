@@ -1,10 +1,7 @@
 """Pretrained models: registry, export, verified loading from every source, and the shipped weights' cards."""
 
-import functools
-import http.server
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -52,15 +49,14 @@ def release(tiny_run):
 
 @pytest.fixture
 def isolated(tmp_path, monkeypatch, release):
-    """The release as the package's manifest, an empty cache, no mirror, online."""
+    """The release as the package's manifest, an empty Hub cache, online."""
     root, name, card = release
     package = tmp_path / "package"
     package.mkdir()
     manifest = json.loads((root / "out" / "manifest.json").read_text())
     (package / "manifest.json").write_text(json.dumps(manifest))
     monkeypatch.setattr(transport, "PACKAGE_WEIGHTS", package)
-    monkeypatch.setenv(transport.ENV_CACHE, str(tmp_path / "cache"))
-    monkeypatch.delenv(transport.ENV_MIRROR, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub-cache"))
     for env in transport.OFFLINE_ENVS:
         monkeypatch.delenv(env, raising=False)
     return package, root / "out", name, card
@@ -88,57 +84,15 @@ def test_load_from_the_package_and_it_evaluates(isolated):
     assert value == pytest.approx(card["metrics"]["mse"], rel=1e-5)
 
 
-def serve(folder):
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
-    handler.log_message = lambda *a: None
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def test_http_mirror_good_corrupt_truncated_and_missing(isolated, tmp_path, monkeypatch):
+def test_without_the_file_or_a_hub_repository_only_a_local_path_loads(isolated, monkeypatch):
+    """Downloads go through the Hub (tests/test_hub_transport.py); a release with no Hub repository has none."""
     package, out, name, card = isolated
-    good = (out / card["file"]["name"]).read_bytes()
-    site = tmp_path / "site"
-    site.mkdir()
-    corrupt = bytearray(good)
-    corrupt[len(good) // 2] ^= 0xFF
-    files = {"good": good, "corrupt": bytes(corrupt), "truncated": good[: len(good) // 2]}  # "missing": not served
-    manifest = json.loads((package / "manifest.json").read_text())
-    for kind in ("good", "corrupt", "truncated", "missing"):
-        if kind in files:
-            (site / f"{kind}.safetensors").write_bytes(files[kind])
-        manifest["models"][f"m.{kind}"] = {**card, "file": {**card["file"], "name": f"{kind}.safetensors"}}
-    (package / "manifest.json").write_text(json.dumps(manifest))
-    server = serve(site)
-    monkeypatch.setenv(transport.ENV_MIRROR, f"http://127.0.0.1:{server.server_address[1]}/")
-    try:
-        assert pretrained.load("m.good").card["file"]["name"] == "good.safetensors"
-        for kind, message in (("corrupt", "is corrupt or another file: sha256"), ("truncated", "truncated"),
-                              ("missing", "answered 404")):
-            with pytest.raises(ZooError, match=message):
-                pretrained.load(f"m.{kind}")
-    finally:
-        server.shutdown()
-    cached = sorted(p.name for p in (tmp_path / "cache").rglob("*") if p.is_file())
-    assert cached == ["good.safetensors"]  # nothing from the bad ones, no partial file
-    assert pretrained.load("m.good").name == "m.good"  # the server is gone: from the cache
-
-
-def test_cache_is_checked_again_and_offline_uses_only_local_sources(isolated, tmp_path, monkeypatch):
-    package, out, name, card = isolated
-    with pytest.raises(ZooError, match="no mirror .* and no Hub repository"):
+    with pytest.raises(ZooError, match=f"{card['file']['name']} is not available; tried: .*no Hub repository"):
         pretrained.load(name)
     monkeypatch.setenv("ZOO_OFFLINE", "1")
     with pytest.raises(ZooError, match=f"{card['file']['name']} is not available offline; tried: "):
         pretrained.load(name)
     assert pretrained.load(name, path=out / card["file"]["name"]).name == name  # an explicit local path
-    cached = tmp_path / "cache" / card["file"]["sha256"][:16] / card["file"]["name"]
-    cached.parent.mkdir(parents=True)
-    cached.write_bytes(b"damaged")
-    with pytest.raises(ZooError, match="not available offline"):  # the damaged copy is dropped, not used
-        pretrained.load(name)
-    assert not cached.exists()
 
 
 def test_weights_of_another_architecture_and_unknown_names(isolated):
@@ -253,7 +207,6 @@ def test_language_model_release_carries_its_vocabulary(tmp_path, monkeypatch):
     assert card["state"] == "finished" and card["seeds"]["n"] == 1 and card["selected_by"] == "record"
     assert "research use only" in card["data_licence"]
     monkeypatch.setattr(transport, "PACKAGE_WEIGHTS", tmp_path / "out")
-    monkeypatch.setenv(transport.ENV_CACHE, str(tmp_path / "cache"))
     model = pretrained.load(name)
     assert model.vocab[:4] == ["the", "cat", "sat", "<eos>"] and len(model.vocab) == card["task"]["input_size"]
     ids = model.encode(["the", "zebra"])
@@ -279,27 +232,6 @@ def test_prepare_images_matches_the_training_pipeline(tmp_path):
     shipped = pretrained.load("lstm_1x128.smnist")  # its card's preprocessing is in the same fields
     plain = SequentialMNIST(data_dir=str(shared_data_dir()))
     assert torch.equal(shipped.prepare_images(raw), plain.dataset("test").x[:5])
-
-
-def test_hub_route_is_checked_like_any_download(isolated, tmp_path, monkeypatch):
-    package, out, name, card = isolated
-    import huggingface_hub
-
-    calls = []
-
-    def fake_download(repo, filename, revision):  # huggingface_hub's own cache, as it would leave it
-        calls.append((repo, filename, revision))
-        return str(out / card["file"]["name"]) if repo == "zoo/good" else str(out / f"{name}.json")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    spec = pretrained.file_spec(card["file"])
-    revision = "a" * 40
-    path = transport.fetch(spec, hub={"repo": "zoo/good", "revision": revision})
-    assert calls == [("zoo/good", card["file"]["name"], revision)] and path.parent.parent == tmp_path / "cache"
-    (path).unlink()
-    with pytest.raises(ZooError, match="from Hub repo zoo/bad@aaaaaaaaaaaa has .* truncated or another file"):
-        transport.fetch(spec, hub={"repo": "zoo/bad", "revision": revision})
-    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
 # ----------------------------------------------------------------------------- releases selected by validation

@@ -1,6 +1,7 @@
 """The long-job scripts, run for a few steps as a user would run them."""
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -211,3 +212,16 @@ def test_gpu_pack_stops_at_its_window_and_the_next_call_finishes_the_tier(tmp_pa
     assert third.returncode == 0 and "all done" in third.stdout
     bad = _run("scripts/gpu_pack.py", "--call_seconds", "5")
     assert bad.returncode == 2 and "--call_seconds must be more than 20" in bad.stderr
+
+
+def test_first_look_runs_the_story_and_prints_its_table_and_figure(tmp_path):
+    result = _run("scripts/first_look.py", "--tier", "smoke", "--out", str(tmp_path / "fl"), "--quiet")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for model in ("rnn_tanh_1x128", "rnn_relu.identity.clip1", "gru_1x128", "lstm_1x128.chrono"):
+        assert re.search(rf"^{re.escape(model)} ", result.stdout, re.M), result.stdout
+    table = tmp_path / "fl" / "board" / "first_look.smoke.md"
+    assert f"table:  {table}" in result.stdout and table.is_file()
+    assert (tmp_path / "fl" / "board" / "first_look.smoke.curves.png").is_file()
+    again = _run("scripts/first_look.py", "--tier", "smoke", "--out", str(tmp_path / "fl"), "--quiet")
+    assert "first_look.smoke.gru_1x128.s0: test mse" in result.stdout
+    assert again.returncode == 0 and ": test mse" not in again.stdout  # every run recorded: none runs again

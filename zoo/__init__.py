@@ -27,7 +27,7 @@ from zoo.models.rnn import RNNBackbone, RNNConfig
 from zoo.cells import list_cells  # noqa: E402 (after zoo.models, which imports the cells; isort: skip)
 from zoo.module import SequenceModel
 from zoo.optim import OptimConfig
-from zoo.registry import list_models, register_model
+from zoo.registry import create_model, list_models, register_model
 from zoo.task_spec import TaskSpec
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "SequenceModel",
     "TaskSpec",
     "ZooError",
+    "create_model",
     "list_cells",
     "list_models",
     "register_model",

@@ -43,7 +43,11 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 @contextmanager
 def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path``, renamed onto it if the block succeeds and deleted if not."""
+    """A temporary path beside ``path``, renamed onto it if the block succeeds and deleted if not.
+
+    An OSError in the block (a full disk, a file-size limit) is one ZooError naming ``path``:
+    the file there before is untouched, and the temporary file is gone.
+    """
     path = Path(path)
     if path.is_dir():
         raise ZooError(f"cannot write {path}: it is a folder")
@@ -57,8 +61,51 @@ def replaced_atomically(path: str | os.PathLike) -> Iterator[Path]:
         yield Path(tmp_name)
         public_mode(tmp_name)  # mkstemp makes it private; the file we replace was not
         os.replace(tmp_name, path)
+    except OSError as err:  # a full disk (ENOSPC), a file-size limit (EFBIG), ...: the old file stays as it was
+        other = f" ({err.filename})" if err.filename and str(err.filename) != tmp_name else ""
+        raise ZooError(f"cannot write {path}: {err.strerror or err}{other}; nothing was written (the file there "
+                       "before, if any, is unchanged)") from None
     finally:
         Path(tmp_name).unlink(missing_ok=True)
+
+
+def temp_names(path: str | os.PathLike) -> list[Path]:
+    """The temporary files ``replaced_atomically`` makes beside ``path``: a writer killed mid-write leaves one."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob_escape(path.name)}.*.tmp")) if path.parent.is_dir() else []
+
+
+def glob_escape(name: str) -> str:
+    """``name`` as a glob pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def plain_name(name: object, what: str) -> str:
+    """``name`` if it names one file in a folder: not empty, no folder part, not "." or "..", no control character.
+
+    Names read from files that come from elsewhere (manifests, cards, records) are joined to
+    a folder; any other name could reach a file outside it.
+    """
+    plain = isinstance(name, str) and name not in ("", ".", "..") and not any(c in name for c in "/\\") and all(
+        ord(c) >= 32 and ord(c) != 127 for c in name)
+    if not plain:
+        raise ZooError(f"{what} {name!r} is not a plain file name (no folder, '..', absolute path or control "
+                       "character): it must name a file in its own folder")
+    return name
+
+
+def inside(root: str | os.PathLike, path: str | os.PathLike, what: str) -> Path:
+    """``path`` if it stays inside folder ``root`` once every link is followed; otherwise one error naming both.
+
+    A cache or records folder may itself be a link (to a bigger disk), so both are resolved:
+    what is refused is a link *within* it that leads out, so that no read or write through it
+    lands elsewhere.
+    """
+    base, target = Path(root).resolve(), Path(path).resolve()
+    if target != base and base not in target.parents:
+        raise ZooError(f"{what} {path} leads outside {root} (a link to {target}); the folder's files must stay "
+                       "in it: remove the link")
+    return Path(path)
 
 
 def check_folder(setting: str, path: str | os.PathLike) -> Path:

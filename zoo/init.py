@@ -20,7 +20,7 @@ skip, so that a study table never lists an init the network did not get.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import torch
 from torch import nn
@@ -30,7 +30,9 @@ from zoo.errors import ZooError, check_choice, check_float, check_int
 if TYPE_CHECKING:
     from zoo.cells import Cell
 
-INIT_SCHEMES = (
+# The schemes, as a type: ``RNNConfig`` annotates its init fields with it, so ``zoo fit --help`` lists them and
+# the CLI refuses any other value. INIT_SCHEMES is read from it: the type is the one list.
+InitScheme = Literal[
     "default",  # PyTorch's: U(-1/sqrt(H), 1/sqrt(H)) for every recurrent weight and bias
     "xavier_uniform",  # Glorot & Bengio 2010: Var = 2 / (fan_in + fan_out)
     "xavier_normal",
@@ -39,7 +41,8 @@ INIT_SCHEMES = (
     "orthogonal",  # Saxe et al. 2014: each block has orthonormal rows or columns
     "identity",  # Le, Jaitly & Hinton 2015 (IRNN): scale * I; square blocks only
     "uniform",  # U(-init_range, init_range), as in Zaremba et al. 2014 (0.1)
-)
+]
+INIT_SCHEMES: tuple[str, ...] = get_args(InitScheme)
 
 # Need a matrix (fan-in and fan-out, rows and columns): meaningless for an elementwise recurrent weight.
 MATRIX_SCHEMES = ("xavier_uniform", "xavier_normal", "he_uniform", "he_normal", "orthogonal", "identity")

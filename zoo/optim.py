@@ -10,14 +10,21 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 
 from zoo.errors import ZooError, check_choice, check_float, check_int, coerce_config
 
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("none", "step", "plateau", "cosine")
+# The choices, as types: OptimConfig's fields are annotated with them, so ``zoo fit --help`` lists them and the
+# CLI refuses any other value. The tuples are read from the types: each list is written once.
+OptimizerName = Literal["sgd", "adam", "adamw", "rmsprop"]
+ScheduleName = Literal["none", "step", "plateau", "cosine"]
+# Lightning's gradient_clip_algorithm (its GradClipAlgorithmType; tests/test_cli_choices.py checks they agree).
+ClipAlgorithm = Literal["norm", "value"]
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
+CLIP_ALGORITHMS: tuple[str, ...] = get_args(ClipAlgorithm)
 WITH_MOMENTUM = ("sgd", "rmsprop")
 
 
@@ -32,11 +39,11 @@ class OptimConfig:
     ``cosine``: anneal to zero over the run's total optimizer steps, stepping every batch.
     """
 
-    name: str = "adam"
+    name: OptimizerName = "adam"
     lr: float = 1e-3
     momentum: float = 0.0
     weight_decay: float = 0.0
-    schedule: str = "none"
+    schedule: ScheduleName = "none"
     step_size: int = 1
     decay_start: int | None = None
     gamma: float = 0.5

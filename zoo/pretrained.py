@@ -40,7 +40,7 @@ def manifest(path: Path | None = None) -> dict[str, dict[str, Any]]:
         return {}
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ZooError(f"manifest {path} is not valid JSON (truncated or corrupt?): {err}") from None
     if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
         raise ZooError(f"{path} is not an rnn-zoo manifest (no \"models\" mapping)")
@@ -111,11 +111,16 @@ class Pretrained:
         return x.reshape(len(x), p["steps"], p["inputs"])  # (N, T, I)
 
 
-def build_model(card: dict[str, Any]):
-    """The card's network, as a benchmark run builds it (no optimizer settings: it is for evaluation)."""
+def build_model(card: dict[str, Any], model: dict[str, Any] | None = None):
+    """The card's network, as a benchmark run builds it.
+
+    ``model`` is a run config's model section (``backbone``, ``optim``, ``module``) to build
+    instead of the card's own, e.g. the card's with a few settings changed
+    (``zoo.create_model``); by default there are no optimizer settings: it is for evaluation.
+    """
     from zoo.module import SequenceModel
 
-    return SequenceModel.from_config({**card["model"], "optim": {}}, card["task"])
+    return SequenceModel.from_config(model if model is not None else {**card["model"], "optim": {}}, card["task"])
 
 
 def describe_architecture(card: dict[str, Any]) -> str:
@@ -159,30 +164,71 @@ def architecture_mismatch(model, shapes: dict[str, tuple[int, ...]]) -> str | No
     return "; ".join(problems[:3]) + more
 
 
-def load_weights(model, path: Path, name: str, architecture: str = "") -> None:
-    """safetensors into ``model``, every tensor accounted for; another architecture's file is a clear error."""
+def read_tensors(data: bytes, where: str) -> dict[str, torch.Tensor]:
+    """The tensors of safetensors bytes; a malformed file (header past the end, not JSON, ...) is one error."""
     from safetensors import SafetensorError
-    from safetensors.torch import load_model
+    from safetensors.torch import load as load_bytes
 
-    path = Path(path)
-    mismatch = architecture_mismatch(model, file_shapes(path))
-    if mismatch:
-        raise ZooError(f"weights {path} do not fit {name}'s architecture{f' ({architecture})' if architecture else ''}: "
-                       f"{mismatch}")
     try:
-        missing, unexpected = load_model(model, path, strict=False)
-    except (SafetensorError, RuntimeError) as err:
-        raise ZooError(f"weights {path} do not fit {name}'s architecture: {str(err).splitlines()[0]}") from None
+        return load_bytes(bytes(data))
+    except (SafetensorError, ValueError, OSError) as err:
+        raise ZooError(f"weights file {where} is not a readable safetensors file (truncated or corrupt?): "
+                       f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
+def _dtype(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
+def load_weights(model, source: Path | bytes, name: str, architecture: str = "", *, where: str | None = None) -> None:
+    """safetensors (a file, or bytes already checked by sha256) into ``model``, every tensor accounted for.
+
+    Refused, each with one error and ``model`` left as it was: another architecture's file (names,
+    shapes), tensors of another dtype (a float64 or float16 file would be converted silently), and
+    NaN or infinite values (the weights of a diverged run). Bytes are loaded as they are, so what is
+    used is what was hashed; a path is read once.
+    """
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data, where = bytes(source), where or "(bytes)"
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise ZooError(f"weights file {path} does not exist")
+        data, where = path.read_bytes(), where or str(path)
+    tensors = read_tensors(data, where)
+    mismatch = architecture_mismatch(model, {k: tuple(v.shape) for k, v in tensors.items()})
+    if mismatch:
+        raise ZooError(f"weights {where} do not fit {name}'s architecture{f' ({architecture})' if architecture else ''}: "
+                       f"{mismatch}")
+    state = model.state_dict()
+    dtypes = [f"{k} is {_dtype(tensors[k])} in the file, {_dtype(state[k])} in the model" for k in state
+              if k in tensors and tensors[k].dtype != state[k].dtype]  # in the model's order
+    if dtypes:
+        more = f" (and {len(dtypes) - 3} more)" if len(dtypes) > 3 else ""
+        raise ZooError(f"weights {where} are not {name}'s: {'; '.join(dtypes[:3])}{more}; a release stores the "
+                       "model's own dtypes")
+    nonfinite = sorted(k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if nonfinite:
+        raise ZooError(f"weights {where} hold NaN or infinite values in {', '.join(nonfinite[:4])}"
+                       f"{' ...' if len(nonfinite) > 4 else ''}: the weights of a run that diverged; not loaded")
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    loaded = {state[k].data_ptr() for k in tensors}
+    missing = [k for k in missing if state[k].data_ptr() not in loaded]  # a tied tensor is in the file once
     if missing or unexpected:
-        raise ZooError(f"weights {path} do not fit {name}'s architecture: missing {sorted(missing)}, "
+        raise ZooError(f"weights {where} do not fit {name}'s architecture: missing {sorted(missing)}, "
                        f"unexpected {sorted(unexpected)}")
 
 
-def load(name: str, *, path: str | os.PathLike | None = None, offline: bool | None = None) -> Pretrained:
-    """The pretrained model ``name``, from the first source that has it (``zoo.transport``), in eval mode."""
+def load(name: str, *, path: str | os.PathLike | None = None, offline: bool | None = None,
+         model: dict[str, Any] | None = None) -> Pretrained:
+    """The pretrained model ``name``, from the first source that has it (``zoo.transport``), in eval mode.
+
+    ``model``: the model section to build (see ``build_model``) before the weights, checked
+    by sha256, are loaded into it; its tensors must have the card's shapes.
+    """
     card = entry(name)
     try:
-        weights = fetch(file_spec(card["file"]), path=path, hub=card.get("hub"), offline=offline)
+        weights = transport.fetch_checked(file_spec(card["file"]), path=path, hub=card.get("hub"), offline=offline)
     except ZooError as err:
         # A readable safetensors file of another network is worth naming as such, not just "another file".
         if path is not None and Path(path).is_file():
@@ -194,21 +240,28 @@ def load(name: str, *, path: str | os.PathLike | None = None, offline: bool | No
                 raise ZooError(f"weights {path} do not fit {name}'s architecture ({describe_architecture(card)}): "
                                f"{mismatch}") from None
         raise err from None
-    model = build_model(card)
-    load_weights(model, weights, name, describe_architecture(card))
-    model.eval()
+    network = build_model(card, model)
+    try:  # the bytes that were hashed, not the path again: a file swapped since its check is never loaded
+        load_weights(network, weights.data, name, describe_architecture(card), where=str(weights.path))
+    except ZooError as err:
+        raise transport.discard(weights, err) from None
+    network.eval()
     vocab = None
     if "vocab" in card.get("extras", {}):
-        vocab_path = fetch(file_spec(card["extras"]["vocab"]), hub=card.get("hub"), offline=offline)
+        checked = transport.fetch_checked(file_spec(card["extras"]["vocab"]), hub=card.get("hub"), offline=offline)
+        vocab_path = checked.path
         try:
-            vocab = json.loads(vocab_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ZooError(f"vocabulary {vocab_path} of {name} is not valid JSON: {err}") from None
-        if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
-            raise ZooError(f"vocabulary {vocab_path} of {name} is not a JSON list of tokens")
+            try:
+                vocab = json.loads(checked.data.decode("utf-8"))
+            except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+                raise ZooError(f"vocabulary {vocab_path} of {name} is not valid JSON: {err}") from None
+            if not (isinstance(vocab, list) and all(isinstance(t, str) for t in vocab)):
+                raise ZooError(f"vocabulary {vocab_path} of {name} is not a JSON list of tokens")
+        except ZooError as err:
+            raise transport.discard(checked, err) from None
         if len(vocab) != card["task"]["input_size"]:
             raise ZooError(f"{name}'s vocabulary has {len(vocab)} tokens but the model reads {card['task']['input_size']}")
-    return Pretrained(name, model, card, vocab, dict(card.get("preprocessing", {})))
+    return Pretrained(name, network, card, vocab, dict(card.get("preprocessing", {})))
 
 
 def download(name: str) -> list[Path]:

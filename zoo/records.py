@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from zoo.errors import ZooError
-from zoo.files import write_json_atomic
+from zoo.files import inside, write_json_atomic
 from zoo.models.sequence_kernels import own_kernels_enabled
 from zoo.runtime import flush_denormal_active
 
@@ -37,6 +37,13 @@ STATES = ("solved", "unsolved", "finished", "failed", "diverged")
 # bits per character) has diverged even when every number stayed finite: MSE 3,429 on the adding problem.
 DIVERGED_FACTOR = 10.0
 PACKAGES = ("torch", "lightning", "torchmetrics", "numpy", "safetensors", "rnn-zoo")
+# A record is tens of kilobytes (the largest landed one, 27 KB); a file far past that is not one of ours, and
+# reading it whole to find out could take the machine's memory.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+# What every readable version has, and its JSON type (zoo/app/site/schema.py gives the page the same rules).
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str, "benchmark": str, "tier": str, "model": str, "seed": int, "config": dict, "metrics": dict, "task": dict,
+}
 
 
 def outcome(task: dict[str, Any], test: dict[str, Any], diverged: bool) -> dict[str, Any]:
@@ -167,6 +174,12 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
     """A record, checked to be one of ours in this schema version; any other file is a clear error."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if path.exists() and not path.is_dir() and not path.is_file():  # a pipe would block the read for ever
+            raise ZooError(f"run record {path} is not a regular file (a pipe, socket or device)")
+        if size > MAX_RECORD_BYTES and path.is_file():
+            raise ZooError(f"run record {path} is {size:,} bytes, over the {MAX_RECORD_BYTES:,} a record may have: "
+                           "not an rnn-zoo run record (one is tens of kilobytes)")
         record = json.loads(path.read_text())
     except FileNotFoundError:
         raise ZooError(f"run record {path} does not exist") from None
@@ -177,24 +190,39 @@ def read_record(path: str | os.PathLike) -> dict[str, Any]:
         raise ZooError(f"run record {path} cannot be read: {err.strerror or err}") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ZooError(f"run record {path} is not valid JSON (truncated or corrupt?): {err}") from None
+    except RecursionError:
+        raise ZooError(f"run record {path} is nested too deeply to be a run record") from None
     if not isinstance(record, dict) or record.get("schema") != SCHEMA:
         raise ZooError(f"{path} is not an rnn-zoo run record (no \"schema\": {SCHEMA!r})")
     if record.get("schema_version") not in READABLE_VERSIONS:
         raise ZooError(f"run record {path} has schema version {record.get('schema_version')!r}; this rnn-zoo "
                        f"reads versions {', '.join(map(str, READABLE_VERSIONS))}")
-    for key in ("id", "benchmark", "tier", "model", "seed", "config", "metrics", "task"):
+    for key, kind in REQUIRED_FIELDS.items():
         if key not in record:
             raise ZooError(f"run record {path} has no {key!r} field")
+        if not isinstance(record[key], kind) or isinstance(record[key], bool):
+            raise ZooError(f"run record {path}: its {key!r} field is {type(record[key]).__name__} "
+                           f"{_short(record[key])}, expected {'an integer' if kind is int else f'a {kind.__name__}'}")
     return upgrade(record)
 
 
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value) if not isinstance(value, (dict, list)) else f"of {len(value)} items"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def find_records(path: str | os.PathLike) -> list[Path]:
-    """The record files at ``path``: the file itself, or every ``*.json`` below a folder."""
+    """The record files at ``path``: the file itself, or every ``*.json`` below a folder.
+
+    Below a folder, a link that leads out of it is an error naming it: a board is built
+    from the folder's own records, and nothing outside it is read.
+    """
     path = Path(path)
     if path.is_file():
         return [path]
     if path.is_dir():
-        return sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
+        found = sorted(p for p in path.rglob("*.json") if not p.name.startswith("."))
+        return [inside(path, p, "run record") for p in found]
     raise ZooError(f"no run record or folder of records at {path}")
 
 

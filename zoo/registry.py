@@ -2,17 +2,24 @@
 
 Architecture names say what the network is (``lstm_1x128``: one LSTM layer of 128
 units); pretrained names add what it was trained on after a dot (``lstm_1x128.smnist``).
-``list_models("lstm*")`` lists both kinds with shell wildcards.
+``list_models("lstm*")`` lists both kinds with shell wildcards, and ``create_model(name)``
+builds either kind as a ``SequenceModel``, its released weights loaded with ``pretrained=True``.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import inspect
 from collections.abc import Callable
-from typing import Any
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
 
 from zoo.errors import ZooError, check_choice
 from zoo.models.rnn import RNNConfig
+
+if TYPE_CHECKING:
+    from zoo.module import SequenceModel
+    from zoo.task_spec import TaskSpec
 
 _ARCHITECTURES: dict[str, Callable[[], RNNConfig]] = {}
 
@@ -60,6 +67,134 @@ def list_models(pattern: str = "*", *, pretrained: bool | None = None) -> list[s
     if pretrained in (None, True):
         names |= set(manifest())
     return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))
+
+
+# ----------------------------------------------------------------------------- create_model
+# What the head reads and writes, for an architecture built without a task: see create_model.
+INTERFACE_SETTINGS = ("task", "input_size", "output_size", "head")
+DEFAULT_INTERFACE = {"input_size": 1, "output_size": 1, "head": "last"}
+# The settings that leave every tensor's shape and value as the weights give them: the only ones
+# create_model takes with pretrained=True (the others would change what the weights must fit, or be
+# overwritten by them).
+PRETRAINED_SETTINGS = ("dropout", "implementation", "io_dropout", "l1", "l2", "nonfinite", "optim")
+
+
+def _module_settings() -> tuple[str, ...]:
+    """SequenceModel's own settings besides task, backbone and optim (l1, l2, io_dropout, ...)."""
+    from zoo.module import SequenceModel
+
+    skip = {"self", "task", "backbone", "optim"}
+    return tuple(n for n in inspect.signature(SequenceModel.__init__).parameters if n not in skip)
+
+
+def _split(name: str, overrides: dict[str, Any], valid: tuple[str, ...]) -> tuple[dict, dict, dict]:
+    """``overrides`` as (backbone, module, other) settings; one that is none of ``valid`` is an error naming both."""
+    unknown = sorted(k for k in overrides if k not in valid)
+    if unknown:
+        raise ZooError(f"create_model({name!r}) got unknown setting(s) {', '.join(unknown)}; "
+                       f"valid settings: {', '.join(valid)}")
+    backbone_keys = {f.name for f in fields(RNNConfig)}
+    module_keys = set(_module_settings())
+    return ({k: v for k, v in overrides.items() if k in backbone_keys},
+            {k: v for k, v in overrides.items() if k in module_keys},
+            {k: v for k, v in overrides.items() if k not in backbone_keys | module_keys})
+
+
+def _interface(name: str, given: dict[str, Any]) -> TaskSpec:
+    """The TaskSpec of a model built from a bare architecture: ``task``, or the sizes and head, or the default."""
+    from zoo.task_spec import TaskSpec
+
+    if "task" in given:
+        extra = sorted(k for k in given if k != "task")
+        if extra:
+            raise ZooError(f"create_model({name!r}) got task and {', '.join(extra)}; give the task alone (it sets "
+                           "the sizes and the head) or input_size, output_size and head without it")
+        return TaskSpec.coerce(given["task"])
+    return TaskSpec(name="custom", **{**DEFAULT_INTERFACE, **given})
+
+
+def _pretrained_name(name: str) -> str:
+    """The pretrained name an architecture name stands for with pretrained=True: its only release."""
+    from zoo.pretrained import manifest
+
+    if name in manifest():
+        return name
+    releases = sorted(n for n in manifest() if n.split(".", 1)[0] == name)
+    if len(releases) == 1:
+        return releases[0]
+    if not releases:
+        raise ZooError(f"architecture {name!r} has no pretrained weights; pretrained models: "
+                       f"{', '.join(sorted(manifest())) or 'none'}")
+    raise ZooError(f"architecture {name!r} has {len(releases)} pretrained releases: {', '.join(releases)}; "
+                   "name the one to load")
+
+
+def create_model(name: str, pretrained: bool = False, **overrides: Any) -> SequenceModel:
+    """A ``SequenceModel`` (a LightningModule, in train mode) by name, timm style.
+
+    ``name`` is an architecture (``lstm_1x128``) or a pretrained name (``arch.tag``, such as
+    ``gru_1x128.adding_t100``); ``list_models()`` lists both. ``overrides`` change the
+    architecture's settings (any ``RNNConfig`` field: ``hidden_size=64``, ``num_layers``,
+    ``dropout``, ``nonlinearity``, ...), the module's (``l1``, ``l2``, ``io_dropout``, ...) and
+    ``optim`` (an ``OptimConfig`` or a dict of its fields); each is checked, and a bad name
+    or value is one ``ZooError`` naming it and what is valid.
+
+    The head, loss and metrics come from a task. A pretrained name carries its own (the
+    card's). A bare architecture is a backbone only, so it takes ``task=`` (a ``TaskSpec``,
+    e.g. ``datamodule.task_spec``, which is what ``zoo fit`` passes) or ``input_size``,
+    ``output_size`` and ``head`` ("last" or "every"); given none, it gets the smallest
+    trainable interface, one input feature per step and one number read after the last
+    step under MSE (``DEFAULT_INTERFACE``), so that ``create_model("lstm_1x128")`` is a
+    working model rather than an error, and any other interface is one argument away.
+
+    ``pretrained=True`` loads the released weights into the network, checked by size and
+    sha256 as ``zoo.pretrained.load`` does (an architecture name stands for its only
+    release); only the settings that leave the weights as released are taken then
+    (``PRETRAINED_SETTINGS``). Without it a pretrained name gives that release's network
+    and training recipe, freshly initialized. ``zoo.pretrained.load`` gives the same weights
+    in eval mode with the card, a language model's vocabulary and the input preprocessing.
+    """
+    from zoo import pretrained as released
+
+    if not isinstance(name, str):
+        raise ZooError(f"model name must be a string such as 'lstm_1x128', got {name!r}")
+    if not isinstance(pretrained, bool):
+        raise ZooError(f"pretrained must be True or False, got {pretrained!r}")
+    check_choice("model", name, list_models())
+    if pretrained:
+        name = _pretrained_name(name)
+    is_release = name not in _ARCHITECTURES
+    valid = (*(f.name for f in fields(RNNConfig)), *_module_settings(), "optim",
+             *(() if is_release else INTERFACE_SETTINGS))
+    interface = sorted(k for k in overrides if k in INTERFACE_SETTINGS)
+    if is_release and interface:
+        raise ZooError(f"create_model({name!r}) cannot take {', '.join(interface)}: a pretrained name's task is its "
+                       f"card's; for another task build the architecture, create_model({name.split('.')[0]!r}, ...)")
+    if pretrained:
+        fixed = sorted(k for k in overrides if k in valid and k not in PRETRAINED_SETTINGS)
+        if fixed:
+            raise ZooError(f"create_model({name!r}, pretrained=True) cannot take {', '.join(fixed)}: the released "
+                           f"weights fix {'it' if len(fixed) == 1 else 'them'}; settings it takes: "
+                           f"{', '.join(PRETRAINED_SETTINGS)} (or pretrained=False for a fresh network)")
+        valid = PRETRAINED_SETTINGS
+    try:
+        backbone, module, other = _split(name, overrides, valid)
+        optim = other.pop("optim", None)
+        if is_release:
+            card = released.entry(name)
+            section = {"backbone": {**card["model"]["backbone"], **backbone},
+                       "module": {**card["model"].get("module", {}), **module},
+                       "optim": optim if optim is not None else card.get("recipe", {}).get("optim", {})}
+            if pretrained:
+                return released.load(name, model=section).model.train()
+            return released.build_model(card, section)
+        from zoo.module import SequenceModel
+
+        section = {"backbone": {**architecture(name).to_dict(), **backbone}, "module": module, "optim": optim or {}}
+        return SequenceModel.from_config(section, _interface(name, other))
+    except ZooError as err:
+        message = str(err)
+        raise ZooError(message if message.startswith("create_model(") else f"create_model({name!r}): {message}") from None
 
 
 # ----------------------------------------------------------------------------- the architectures

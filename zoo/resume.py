@@ -7,12 +7,16 @@ loops' progress, every stateful callback and the train loader's position
 but never right after an epoch's last batch, where Lightning would resume without the
 validation that epoch still owes. ``SafeCheckpointIO`` reads checkpoints with
 ``weights_only=True`` (nothing is unpickled) and turns a truncated or corrupt file
-into one error naming it. Lightning writes checkpoints to a temporary name first
-(``_atomic_save``), so a kill mid-write leaves the previous checkpoint whole.
+into one error naming it, and writes a checkpoint to a temporary name beside it, then
+renames it: a kill mid-write leaves the previous checkpoint whole, and a full disk is one
+error naming the checkpoint. (Lightning's own writer stages the file in the system's
+temporary folder, where a kill leaves it behind, and moves it over by a copy where that
+folder is another disk.)
 """
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -26,6 +30,7 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 
 from zoo.cadence import CHECKPOINT_EVERY_N_STEPS
 from zoo.errors import ZooError
+from zoo.files import replaced_atomically
 
 LAST = "last.ckpt"
 
@@ -111,6 +116,15 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return read_checkpoint(path)
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        """A local checkpoint goes to a temporary name beside ``path`` and is renamed; a remote one is Lightning's."""
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        with replaced_atomically(path) as tmp:  # a full disk: one ZooError naming it, the previous file kept
+            tmp.write_bytes(buffer.getbuffer())
 
 
 def resume_callbacks(dirpath: str | os.PathLike, every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) -> list[Callback]:

@@ -16,131 +16,17 @@ import csv
 import io
 import math
 import os
-import statistics
 from collections import defaultdict
 from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from zoo.app.board_rows import (BUDGET_KEYS, SCORED, aggregate, board_key, fmt, fmt_metric, is_dirty, load_board,
+                                 refuse_dirty)
 from zoo.errors import ZooError
 from zoo.files import check_folder, write_text_atomic
 from zoo.records import find_records, read_record, test_metric
-
-def load_board(root: str | os.PathLike) -> list[dict[str, Any]]:
-    root = Path(root)
-    if not root.is_dir():
-        raise ZooError(f"no records folder at {root}; run `zoo bench run NAME --tier TIER` first")
-    return [read_record(p) for p in find_records(root)]
-
-
-def describe(record: dict[str, Any]) -> dict[str, Any]:
-    """The columns that say what a model is, read from the record's config."""
-    backbone, trainer = record["config"]["model"]["backbone"], record["config"]["trainer"]
-    layers = f"{backbone['num_layers']}x{backbone['hidden_size']}" + ("-bi" if backbone.get("bidirectional") else "")
-    init = backbone["recurrent_init"] if backbone["input_init"] == backbone["recurrent_init"] else \
-        f"{backbone['input_init']}/{backbone['recurrent_init']}"
-    if backbone.get("forget_bias") is not None:
-        init += f", forget bias {backbone['forget_bias']:g}"
-    clip = trainer["gradient_clip_val"]
-    return {
-        "cell": f"{backbone['cell']} {layers}",
-        "activation": backbone.get("nonlinearity") or ("tanh" if backbone["cell"] == "rnn" else "gated"),
-        "init": init,
-        "clip": f"{trainer['gradient_clip_algorithm']} {clip:g}" if clip else "none",
-    }
-
-
-def _finite(values: list[Any]) -> list[float]:
-    return [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
-
-
-def _mean(values: list[Any]) -> float | None:
-    values = _finite(values)
-    return statistics.fmean(values) if values else None
-
-
-def _median(values: list[Any]) -> float | None:
-    values = _finite(values)
-    return statistics.median(values) if values else None
-
-
-SCORED = ("solved", "unsolved", "finished")  # the states whose test number is a result; failed and diverged are not
-
-
-def aggregate(records: list[dict[str, Any]], axes: dict[str, dict[str, str]] | None = None) -> list[dict[str, Any]]:
-    """One row per model: the median test metric over its scored seeds with [min, max] and n; ranked by the median.
-
-    A seed that failed (no better than the trivial baseline) or diverged is counted in its
-    own column and never enters the median: three seeds at 0.165, 0.159 and 3,429 are one
-    number of two seeds and one divergence, not a mean of 1143. ``axes`` (a study's
-    ``Benchmark.axes``) gives each model of a study's grid its place on the grid.
-    """
-    axes = axes or {}
-    by_model: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        by_model[record["model"]].append(record)
-    rows = []
-    for model, runs in by_model.items():
-        runs.sort(key=lambda r: r["seed"])
-        metric, mode = test_metric(runs[0])
-        scored = [r for r in runs if r["state"] in SCORED]
-        values = _finite([r["metrics"]["test"].get(metric) for r in scored])
-        reached = [r["convergence"].get("steps_to_target") for r in runs if r["convergence"].get("reached")]
-        finished = [r for r in runs if r["state"] != "diverged"]
-        longest = [r.get("longest_solved") for r in finished if r.get("lengths")]
-        grad_norms = [r["stability"].get("max_grad_norm") for r in runs if r.get("stability")]
-        median_steps = _median(reached)
-        rows.append({
-            "model": model,
-            "metric": metric,
-            "mode": mode,
-            "median": _median(values),
-            "min": min(values) if values else None,
-            "max": max(values) if values else None,
-            "n": len(values),
-            "runs": len(runs),
-            "solved": sum(r["state"] == "solved" for r in runs),
-            "failed": sum(r["state"] == "failed" for r in runs),
-            "diverged": sum(r["state"] == "diverged" for r in runs),
-            "reached": len(reached),
-            "steps_to_target": None if median_steps is None else int(round(median_steps)),
-            "param_count": runs[0]["params"],
-            **describe(runs[0]),
-            "max_grad_norm": max(_finite(grad_norms), default=None),
-            "clip_share": _median([r["stability"].get("clip_share") for r in runs if r.get("stability")]),
-            "longest_solved": (min(longest, key=lambda t: t or 0) if longest else None),
-            "lengths_tested": bool(longest),
-            "decay_log10": _median([r["gradients"].get("decay_log10_final") for r in finished if r.get("gradients")]),
-            "seconds": _median([r["seconds"] for r in runs]),
-            "device": ", ".join(sorted({r["environment"]["device_name"] for r in runs})),
-            "records": [r["id"] for r in runs],
-            "config": runs[0]["config"],
-            "axes": dict(axes.get(model, {})),
-        })
-    sign = -1 if rows and rows[0]["mode"] == "max" else 1
-    rows.sort(key=lambda r: (r["median"] is None, sign * (r["median"] if r["median"] is not None else 0.0)))
-    for rank, row in enumerate(rows, 1):
-        row["rank"] = rank if row["median"] is not None else None  # a model with no scored seed has no rank
-    return rows
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    if value is None:
-        return "–"
-    if isinstance(value, float):
-        return f"{value:.{digits}g}"
-    return str(value)
-
-
-def fmt_metric(row: dict[str, Any]) -> str:
-    """The median with its range, ``0.0102 [0.0100–0.0116]``; one seed shows no range; none scored: "–"."""
-    if row["median"] is None:
-        return "–"
-    if row["n"] == 1:
-        return f"{row['median']:.4g}"
-    return f"{row['median']:.4g} [{row['min']:.4g}–{row['max']:.4g}]"
-
 
 def _longest(row: dict[str, Any]) -> str:
     if row["longest_solved"] is not None:
@@ -256,10 +142,6 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def board_key(record: dict[str, Any]) -> tuple[str, str]:
-    return record["benchmark"], record["tier"]
-
-
 def _budget_text(config: dict[str, Any]) -> str:
     t = config["trainer"]
     parts = []
@@ -324,7 +206,7 @@ def board_markdown(name: str, tier: str, rows: list[dict[str, Any]], records: li
               "on the test split")
     parts += [f"Budget per run: {_budget_text(rows[0]['config'])}. Target: {target}. "
               f"Trivial baseline: {baselines or '–'} ({task.get('baseline_note') or 'see the task'}).", ""]
-    dirty = [r["id"] for r in records if _dirty(r)]
+    dirty = [r["id"] for r in records if is_dirty(r)]
     if dirty:
         parts += [f"**Made from a checkout with local changes** (built with `--allow_dirty`; their code is not a "
                   f"commit, so re-run them from a clean one): {', '.join(f'`{d}`' for d in dirty)}.", ""]
@@ -453,25 +335,16 @@ def update_readme(readme: Path, index_rows: list[str], study: str | None, out: P
     return write_text_atomic(readme, head + "\n".join(block) + tail)
 
 
-def _dirty(record: dict[str, Any]) -> bool:
-    """Whether a record was made from a checkout with uncommitted changes (its code is no commit)."""
-    return bool(((record.get("environment") or {}).get("git") or {}).get("dirty"))
-
-
 def build(records_root: str | os.PathLike = "leaderboards/records", out: str | os.PathLike = "leaderboards",
           readme: str | os.PathLike | None = None, *, allow_dirty: bool = False) -> list[Path]:
-    """Regenerate every table, CSV and figure, and the index (and the README's block), from the records.
+    """Regenerate every table, CSV and figure, the index (and the README's block) and the site, from the records.
 
     A record made from a checkout with local changes is refused unless ``allow_dirty``
     (then its board says so): the code that made its number is no commit anyone can check out.
     """
     out = check_folder("out", out)
     records = load_board(records_root)
-    dirty = [r["id"] for r in records if _dirty(r)]
-    if dirty and not allow_dirty:
-        raise ZooError(f"{len(dirty)} record(s) were made from a checkout with local changes, so no commit holds "
-                       f"the code that made them: {', '.join(dirty[:3])}{' ...' if len(dirty) > 3 else ''}; re-run "
-                       "them from a clean checkout, or pass --allow_dirty to build anyway (their boards then say so)")
+    refuse_dirty(records, allow_dirty)
     boards: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for record in records:
         boards[board_key(record)].append(record)
@@ -507,14 +380,13 @@ def build(records_root: str | os.PathLike = "leaderboards/records", out: str | o
     written.append(write_text_atomic(out / "README.md", "\n".join(index + index_rows) + "\n"))
     if readme and (path := update_readme(Path(readme), index_rows, study, out)):
         written.append(path)
+    from zoo.app.site.render import write_site  # the same boards as a web site, kept in step
+
+    written += write_site(index_boards, out / "site", figures=out, scored=SCORED, budget_keys=BUDGET_KEYS)
     return written
 
 
 # ----------------------------------------------------------------------------- compare
-BUDGET_KEYS = ("max_steps", "max_epochs", "max_minutes", "limit_train_batches", "limit_val_batches",
-               "limit_test_batches")
-
-
 def setting_differences(mine: dict[str, Any], board: dict[str, Any]) -> list[str]:
     """What makes two runs not apples to apples: task settings and budget (the model may differ)."""
     diffs = []

@@ -224,6 +224,29 @@ GRADIENT_STUDY = Benchmark(
     axes=study_axes(),
 )
 
+# ----------------------------------------------------------------------------- the first look (README's main job)
+FIRST_LOOK = Benchmark(
+    name="first_look",
+    description="The seeds' story in minutes (README's main job): the adding problem at T=100, batch 64; a vanilla "
+                "tanh RNN against the study's well-initialised ReLU RNN (identity recurrence, Xavier input, "
+                "clipped; hidden 64), the GRU and the LSTM with chrono initialisation (T_max 100; hidden 128). "
+                "Adam 1e-3, clip norm 1.0; every run stops at validation MSE 0.01 or its budget.",
+    data_class="AddingProblem",
+    data_args={"seq_len": 100, "batch_size": 64, "val_size": 500, "test_size": 2000, "batches_per_epoch": 50},
+    models={
+        "rnn_tanh_1x128": ADDING_REFERENCE["rnn_tanh_1x128"],
+        "rnn_relu.identity.clip1": study_models()["rnn_relu.identity.clip1"],
+        "gru_1x128": ADDING_REFERENCE["gru_1x128"],
+        "lstm_1x128.chrono": Recipe("lstm_1x128.chrono", RNNConfig(cell="lstm", hidden_size=128, chrono_t_max=100)),
+    },
+    tiers={
+        "smoke": ADDING_SMOKE,
+        "cpu": Budget(max_steps=1500, seeds=(0,)),
+        "full": Budget(max_steps=1500, accelerator="auto"),
+    },
+    tolerance=0.002,
+)
+
 # ----------------------------------------------------------------------------- copy memory
 COPY_CPU_STEPS = {100: 2000, 200: 3000}
 
@@ -349,6 +372,7 @@ BENCHMARKS: dict[str, Benchmark] = {
     for b in (
         *(adding(t) for t in (100, 200, 500, 1000)),
         GRADIENT_STUDY,
+        FIRST_LOOK,
         COPY_T100,
         copy_memory(200),
         smnist(permuted=False),

@@ -17,19 +17,40 @@ import zoo  # noqa: F401  (first: flushes denormals before torch starts its thre
 
 import sys
 from pathlib import Path
+from typing import Any, get_args
 
 import torch
-import yaml
+from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
+from zoo.app.config_files import load_yaml, read_yaml
 from zoo.diagnostics import DIAGNOSTICS_EVERY_N_STEPS, default_diagnostics
-from zoo.errors import ZooError, check_float, check_int
+from zoo.errors import ZooError, check_choice, check_float, check_int
+from zoo.init import INIT_SCHEMES
+from zoo.models import rnn
 from zoo.module import SequenceModel
+from zoo.optim import CLIP_ALGORITHMS, OPTIMIZERS, SCHEDULES, ClipAlgorithm
 from zoo.resume import SafeCheckpointIO, read_checkpoint
 from zoo.runtime import flush_denormal_default, set_flush_denormal
 
 import tasks  # noqa: F401  (registers the DataModules for --data)
 from tasks.base import TaskDataModule
+
+
+class ZooTrainer(Trainer):
+    """Lightning's Trainer with one type narrowed, so that ``zoo fit --help`` lists the clip algorithms.
+
+    Lightning types ``gradient_clip_algorithm`` as any string and refuses a bad one only
+    once the run starts; here the parser lists and checks the choices (``zoo.optim.ClipAlgorithm``).
+    """
+
+    def __init__(self, *, gradient_clip_algorithm: ClipAlgorithm | None = None, **kwargs: Any) -> None:
+        """
+        Args:
+            gradient_clip_algorithm: How ``gradient_clip_val`` clips: ``norm`` (the global gradient norm, the
+                default when a value is set) or ``value`` (each gradient entry).
+        """
+        super().__init__(gradient_clip_algorithm=gradient_clip_algorithm, **kwargs)
 
 
 class ZooCLI(LightningCLI):
@@ -179,33 +200,88 @@ def _option_values(args: list[str], *keys: str) -> list[str]:
     return values
 
 
+def choice_options() -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each option whose value is one of a list: its key, what an error calls it, and the valid values.
+
+    The values are read from the types the parser lists in ``--help`` (and so from the
+    registries those types are read from), so the check and the help cannot disagree.
+    """
+    return {
+        "model.backbone.cell": ("cell", get_args(rnn.refresh_cell_choices())),
+        "model.backbone.nonlinearity": ("nonlinearity", get_args(rnn.Nonlinearity)),
+        "model.backbone.input_init": ("input_init", INIT_SCHEMES),
+        "model.backbone.recurrent_init": ("recurrent_init", INIT_SCHEMES),
+        "model.optim.name": ("optimizer", OPTIMIZERS),
+        "model.optim.schedule": ("schedule", SCHEDULES),
+        "trainer.gradient_clip_algorithm": ("gradient_clip_algorithm", CLIP_ALGORITHMS),
+    }
+
+
+def _check_choices(values: dict[str, Any]) -> None:
+    """Each option of ``choice_options`` found in ``values`` (dotted key -> value), in our one-line form.
+
+    jsonargparse would refuse the value too, but after its usage text and with the type's
+    repr; this says ``unknown cell 'lst'; valid choices: rnn, lstm, ...`` as the library does.
+    """
+    for key, (setting, choices) in choice_options().items():
+        if key in values and values[key] not in (None, "null"):
+            check_choice(setting, values[key], choices)
+
+
+def _nested(config: dict[str, Any], key: str) -> Any:
+    """``config["model"]["backbone"]["cell"]`` for ``model.backbone.cell``; None where a level is missing."""
+    for part in key.split("."):
+        if not isinstance(config, dict) or part not in config:
+            return None
+        config = config[part]
+    return config
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for a string no file could be named (an inline config: too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
+
+
 def check_arguments(args: list[str]) -> None:
-    """What jsonargparse reports unclearly, checked first: an unknown --data class, an unreadable --config file."""
+    """What jsonargparse reports unclearly, checked first: an unknown --data class, an unreadable --config file,
+    a value outside an option's choices (on the command line or in a config file)."""
     from tasks import DATAMODULES
 
     for value in _option_values(args, "--data"):
         if value.isidentifier() and value not in _datamodule_names():
             raise ZooError(f"unknown DataModule {value!r} (--data); valid choices: {', '.join(DATAMODULES)}, "
                            "or the class path of a tasks.base.TaskDataModule such as tasks.adding.AddingProblem")
+    given = {}
+    for key in choice_options():
+        values = _option_values(args, f"--{key}")
+        if values:
+            given[key] = values[-1]  # the last one given wins, as in the parser
     for value in _option_values(args, "--config", "-c"):
-        if not value.endswith(CONFIG_SUFFIXES):
-            continue  # a config given inline as a string
+        # Every config, a file of any name or one given inline, is read here first, as plain bounded data
+        # (zoo.app.config_files): jsonargparse would follow a billion laughs' aliases for ever.
         path = Path(value)
-        if not path.is_file():
-            raise ZooError(f"config file {path} does not exist")
-        try:
-            config = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as err:
-            raise ZooError(f"config file {path} is not valid YAML: {' '.join(str(err).split())}") from None
+        if value.endswith(CONFIG_SUFFIXES) or _is_file(path):
+            what = f"config file {path}"
+            config = read_yaml(path, what)
+        else:
+            what = f"the config given inline to --config ({value[:40]!r}{'...' if len(value) > 40 else ''})"
+            config = load_yaml(value, what)
         if config is not None and not isinstance(config, dict):
-            raise ZooError(f"config file {path} must be a mapping of options (model:, data:, trainer:, ...), "
+            raise ZooError(f"{what} must be a mapping of options (model:, data:, trainer:, ...), "
                            f"got a {type(config).__name__}")
+        _check_choices({key: _nested(config or {}, key) for key in choice_options()})
+    _check_choices(given)
 
 
 def run_cli(args: list[str] | None = None) -> ZooCLI:
+    rnn.refresh_cell_choices()  # a cell registered since zoo.models.rnn was imported is a choice too
     return ZooCLI(
         SequenceModel,
         TaskDataModule,  # the model is built from the DataModule's task_spec, so --data must have one
+        trainer_class=ZooTrainer,
         subclass_mode_data=True,
         trainer_defaults={
             "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": "runs"}},

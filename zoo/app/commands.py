@@ -3,8 +3,10 @@
     zoo bench list
     zoo bench run gradient_study --tier cpu [--models ...] [--seeds 0 1 2] [--records DIR]
     zoo bench run adding_t100 --tier cpu --model_config my_lstm.yaml --records my_runs/
+    zoo bench run adding_t100 --tier cpu --jobs 2 [--shard 0/4] [--launcher slurm --shards 8 ...]
     zoo leaderboard build [--records leaderboards/records] [--out leaderboards]
     zoo leaderboard compare my_runs/ [--records leaderboards/records]
+    zoo leaderboard site --out site/ [--records leaderboards/records] [--figures leaderboards]
     zoo reproduce leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
     zoo reproduce leaderboards/records --max_seconds 60 --per_board 3   # which records the code still gives
 
@@ -20,7 +22,7 @@ from pathlib import Path
 
 from zoo.app.runner import (DEFAULT_CHECKPOINTS, DEFAULT_RECORDS, DEFAULT_WEIGHTS, load_model_config, quiet_lightning,
                             replay_selection, reproduce, run_benchmark)
-from zoo.errors import ZooError, check_choice
+from zoo.errors import ZooError, check_choice, check_int
 from zoo.files import check_folder
 
 ACCELERATORS = ("auto", "cpu", "cuda", "gpu", "mps", "tpu")  # Lightning's accelerator names
@@ -48,7 +50,9 @@ def bench_main(argv: list[str]) -> int:
     run.add_argument("--data_dir", help="folder of the original data files (offline)")
     run.add_argument("--accelerator", help="override the tier's accelerator (cpu, cuda, mps, auto)")
     run.add_argument("--wandb", action="store_true", help="also log each run to Weights & Biases (WANDB_MODE=offline works)")
-    run.add_argument("--no_progress", action="store_true")
+    run.add_argument("--no_progress", "--quiet", dest="no_progress", action="store_true",
+                     help="no progress bars (for CI and logs): one line per finished run, then the summary")
+    add_parallel_arguments(run)
     args = parser.parse_args(argv)
     if args.command == "list":
         for bench in BENCHMARKS.values():
@@ -61,13 +65,27 @@ def bench_main(argv: list[str]) -> int:
     check_folder("--records", args.records)
     check_folder("--weights", args.weights)
     checkpoints = None if args.checkpoints.lower() == "none" else check_folder("--checkpoints", args.checkpoints)
+    parallel = parallel_settings(args)
     quiet_lightning()
     own = [load_model_config(path) for path in args.model_config]
-    done = run_benchmark(args.name, args.tier, models=args.models, seeds=args.seeds, records_dir=args.records,
-                         weights_dir=args.weights, data_dir=args.data_dir,
-                         checkpoints_dir=checkpoints, accelerator=args.accelerator,
-                         wandb=args.wandb, progress=not args.no_progress,
-                         own_models=own)
+    settings = dict(models=args.models, seeds=args.seeds, records_dir=args.records, weights_dir=args.weights,
+                    data_dir=args.data_dir, checkpoints_dir=checkpoints, accelerator=args.accelerator,
+                    wandb=args.wandb, own_models=own, jobs=args.jobs)
+    if parallel["launcher"] != "none":
+        from zoo.app.launch import submit_shards, wait_for
+
+        jobs = submit_shards(args.name, args.tier, launcher=parallel["launcher"], options=parallel["options"],
+                             run_kwargs=settings)
+        print(f"{args.name} [{args.tier}]: {len(jobs)} shard job(s) submitted ({parallel['launcher']}): "
+              f"{', '.join(job.job_id for _, job in jobs)}; logs in {parallel['options'].folder}")
+        if parallel["launcher"] != "local" and not args.wait:
+            print(f"records appear in {args.records} as the jobs finish; the same command again resubmits "
+                  "only what has no record")
+            return 0
+        done = wait_for(jobs)
+    else:
+        done = run_benchmark(args.name, args.tier, progress=not args.no_progress, shard=parallel["shard"],
+                             **settings)
     counts = {status: sum(d["status"] == status for d in done)
               for status in ("ran", "diverged", "exists", "running elsewhere")}
     print(f"{args.name} [{args.tier}]: {counts['ran']} ran, {counts['diverged']} diverged, "
@@ -76,12 +94,74 @@ def bench_main(argv: list[str]) -> int:
     return 0
 
 
+def add_parallel_arguments(run: argparse.ArgumentParser) -> None:
+    """``zoo bench run``'s options for running pairs side by side, on several machines or as cluster jobs."""
+    from zoo.app.launch import DEFAULT_FOLDER, LAUNCHERS
+    from zoo.app.parallel import SHARD_FORM
+
+    group = run.add_argument_group("parallel and distributed runs (README: Running suites in parallel)")
+    group.add_argument("--jobs", type=int, default=1, metavar="N",
+                       help="run this many (model, seed) pairs at once, each in its own process with its share of "
+                            "the torch threads (default 1)")
+    group.add_argument("--shard", metavar="i/N",
+                       help=f"run only this machine's share of the pairs: {SHARD_FORM}; give every machine the same "
+                            "suite (--models, --seeds)")
+    group.add_argument("--launcher", default="none", metavar="NAME",
+                       help=f"one of: {', '.join(LAUNCHERS)} (default none: run here). slurm (or submitit) sends "
+                            "--shards jobs to a SLURM cluster through submitit (pip install -e '.[cluster]'); local "
+                            "runs the same jobs as processes on this machine and waits for them")
+    group.add_argument("--shards", type=int, metavar="N",
+                       help="with --launcher: how many jobs split the suite (default: one a pair)")
+    group.add_argument("--slurm_partition", metavar="NAME",
+                       help="with --launcher slurm: the partition (default: the cluster's)")
+    group.add_argument("--slurm_time", type=int, default=60, metavar="MINUTES",
+                       help="with --launcher: each job's time limit in minutes (default 60); a job cut off is "
+                            "requeued and resumes from its checkpoints")
+    group.add_argument("--slurm_cpus_per_task", type=int, default=4, metavar="N",
+                       help="with --launcher: CPUs each job asks for, and its torch threads (default 4)")
+    group.add_argument("--slurm_gpus_per_node", type=int, default=0, metavar="N",
+                       help="with --launcher: GPUs each job asks for (default 0; add --accelerator cuda)")
+    group.add_argument("--submitit_folder", default=DEFAULT_FOLDER, metavar="DIR",
+                       help=f"with --launcher: submitit's job files and logs, on a disk the nodes share "
+                            f"(default {DEFAULT_FOLDER})")
+    group.add_argument("--wait", action="store_true",
+                       help="with --launcher slurm: wait for the jobs and print the suite's summary "
+                            "(local always waits)")
+
+
+def parallel_settings(args: argparse.Namespace) -> dict:
+    """The parallel options checked together: each bad value or combination is one error naming the valid ones."""
+    from zoo.app.launch import LAUNCHERS, ClusterOptions
+    from zoo.app.parallel import parse_shard
+
+    check_int("--jobs", args.jobs, low=1)
+    launcher = check_choice("--launcher", args.launcher, LAUNCHERS)
+    shard = parse_shard(args.shard) if args.shard is not None else None
+    cluster_only = [flag for flag, given in (("--shards", args.shards is not None),
+                                             ("--slurm_partition", args.slurm_partition is not None),
+                                             ("--wait", args.wait)) if given]
+    if launcher == "none":
+        if cluster_only:
+            raise ZooError(f"{' and '.join(cluster_only)} {'goes' if len(cluster_only) == 1 else 'go'} with "
+                           "--launcher local, slurm or submitit; to run one machine's share of a suite use --shard i/N")
+        return {"launcher": launcher, "shard": shard, "options": None}
+    if shard is not None:
+        raise ZooError(f"--shard and --launcher {launcher} do not go together: the launcher makes its own shards "
+                       "(--shards N)")
+    if launcher == "local" and args.slurm_partition is not None:
+        raise ZooError("--slurm_partition goes with --launcher slurm or submitit, not local")
+    options = ClusterOptions(shards=args.shards, partition=args.slurm_partition, time_min=args.slurm_time,
+                             cpus_per_task=args.slurm_cpus_per_task, gpus_per_node=args.slurm_gpus_per_node,
+                             folder=str(check_folder("--submitit_folder", args.submitit_folder)))
+    return {"launcher": launcher, "shard": None, "options": options}
+
+
 def leaderboard_main(argv: list[str]) -> int:
     from zoo.app.boards import build, compare, compare_text
 
     parser = argparse.ArgumentParser(prog="zoo leaderboard", description="Tables from run records.")
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="regenerate leaderboards/ (tables, CSVs, figures, index) from the records")
+    b = sub.add_parser("build", help="regenerate leaderboards/ (tables, CSVs, figures, index, site/) from the records")
     b.add_argument("--records", default=DEFAULT_RECORDS, help="folder of run records (default: %(default)s)")
     b.add_argument("--out", default="leaderboards", help="folder the boards are written to (default: %(default)s)")
     b.add_argument("--allow_dirty", action="store_true",
@@ -89,6 +169,15 @@ def leaderboard_main(argv: list[str]) -> int:
     b.add_argument("--readme", default="README.md",
                    help="a README whose block between <!-- leaderboard:start/end --> markers is regenerated "
                         "(left alone when it has none)")
+    s = sub.add_parser("site", help="write the boards as a static web site (HTML, CSS, our own script, the boards' "
+                       "PNGs), viewable from file:// or `python -m http.server -d DIR`")
+    s.add_argument("--out", required=True, help="folder the site is written to (replaced whole; a folder holding "
+                                                "anything else is refused)")
+    s.add_argument("--records", default=DEFAULT_RECORDS, help="folder of run records (default: %(default)s)")
+    s.add_argument("--figures", default="leaderboards",
+                   help="folder holding the boards' PNGs that `zoo leaderboard build` wrote (default: %(default)s)")
+    s.add_argument("--allow_dirty", action="store_true",
+                   help="also build from records made from a checkout with local changes (marked on their pages)")
     c = sub.add_parser("compare", help="place a run (a record file or a folder of them) on its benchmark's board")
     c.add_argument("path", help="your run record (JSON) or a folder of them")
     c.add_argument("--records", default=DEFAULT_RECORDS,
@@ -98,6 +187,12 @@ def leaderboard_main(argv: list[str]) -> int:
     if args.command == "build":
         written = build(args.records, args.out, readme=args.readme, allow_dirty=args.allow_dirty)
         print(f"wrote {len(written)} files under {args.out}")
+        return 0
+    if args.command == "site":
+        from zoo.app.site import build_site
+
+        written = build_site(args.records, args.out, figures=args.figures, allow_dirty=args.allow_dirty)
+        print(f"wrote the site, {len(written)} files, to {args.out}; open {Path(args.out) / 'index.html'}")
         return 0
     results = compare(args.path, args.records)
     print(json.dumps(results, indent=2) if args.json else compare_text(results))
@@ -122,7 +217,8 @@ def reproduce_main(argv: list[str]) -> int:
             raise ZooError("--out takes one record; a folder's re-runs are compared, not written")
         files = replay_selection(path, max_seconds=args.max_seconds, per_board=args.per_board)
         if not files:
-            raise ZooError(f"no record under {path} matches --max_seconds {args.max_seconds}")
+            raise ZooError(f"no run records (*.json) under {path}" + (
+                "" if args.max_seconds is None else f" that trained in at most {args.max_seconds:g} s (--max_seconds)"))
         results = [reproduce(file, data_dir=args.data_dir) for file in files]
         for result in results:
             print(f"{result['record']}: {result['verdict']} (recorded {result['recorded']!r}, "

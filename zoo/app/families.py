@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from zoo.app.boards import aggregate, fmt, fmt_metric
+from zoo.app.board_rows import aggregate, fmt, fmt_metric
 
 # family name -> its benchmarks, shortest T first. A family is drawn once two of its boards have records.
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -17,7 +17,7 @@ from typing import Any
 
 from zoo.errors import ZooError, check_choice, check_float
 from zoo.models.rnn import RNNConfig
-from zoo.optim import OptimConfig
+from zoo.optim import CLIP_ALGORITHMS, OptimConfig  # CLIP_ALGORITHMS: Lightning's clip algorithms, listed once
 from zoo.registry import architecture
 
 
@@ -60,7 +60,6 @@ class Recipe:
 
 
 MODEL_NAME = re.compile(r"[A-Za-z0-9_+\-][A-Za-z0-9_.+\-]*")
-CLIP_ALGORITHMS = ("norm", "value")  # Lightning's gradient_clip_algorithm
 
 
 def module_settings() -> tuple[str, ...]:

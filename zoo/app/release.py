@@ -14,6 +14,7 @@ task's DataModule (its licence, what a release must carry, its test set), so it 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -25,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from zoo.app.boards import SCORED  # the states whose test number is a result: a card's median is the board's
+from zoo.app.model_card import card_document
 from zoo.errors import ZooError, check_choice
-from zoo.files import check_folder, replaced_atomically, sha256_file, write_text_atomic
+from zoo.files import check_folder, plain_name, replaced_atomically, sha256_file
 from zoo.pretrained import MANIFEST_NAME, MANIFEST_VERSION, Pretrained, manifest
 from zoo.records import outcome, read_record, record_path
 
@@ -164,18 +166,13 @@ def refuse_unbeaten(record: dict[str, Any], state: str) -> None:
 
 
 def card_text(name: str, card: dict[str, Any]) -> str:
-    """A model card in Markdown with Hub-style YAML front matter.
+    """A model card in Markdown, its YAML front matter (model-index) built by huggingface_hub (``zoo.app.model_card``).
 
     A card written before releases were selected by validation lacks the selection,
     seeds, baseline, state and evaluation fields: their rows are left out.
     """
     metric, value = card["metric"], card["metrics"][card["metric"]]
     others = {k: v for k, v in card["metrics"].items() if k != metric}
-    front = ["---", "library_name: rnn-zoo", "license: apache-2.0", f"tags: [rnn, {card['model']['backbone']['cell']}, "
-             f"{card['task']['name']}]", "model-index:", f"- name: {name}", "  results:",
-             f"  - task: {{type: {card['task']['name']}}}", "    metrics:", f"    - {{type: {metric}, value: {value}}}",
-             *[f"    - {{type: {k}, value: {v}}}" for k, v in others.items()],
-             "---", ""]
     seed = card.get("seed", card.get("recipe", {}).get("seed"))
     rows = [f"| test {metric} (this seed) | {value:.6g}" + (f" (seed {seed})" if seed is not None else "") + " |"]
     rows += [f"| test {k} (this seed) | {_fmt(v)} |" for k, v in others.items()]
@@ -209,8 +206,11 @@ def card_text(name: str, card: dict[str, Any]) -> str:
             f"| sha256 | `{card['file']['sha256']}` |",
             f"| training data | {card['data_licence']} |",
             f"| recipe | {json.dumps(card['recipe'], sort_keys=True)} |", "",
-            "```python", "import zoo.pretrained", f"m = zoo.pretrained.load({name!r})", "```", ""]
-    return "\n".join(front + body)
+            "```python", "import zoo.pretrained",
+            f"model = zoo.create_model({name!r}, pretrained=True)  # the SequenceModel, its weights checked by sha256",
+            f"release = zoo.pretrained.load({name!r})  # the same in eval mode, with its card and preprocessing",
+            "```", ""]
+    return card_document(name, card, "\n".join(body))
 
 
 def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_dir: str | os.PathLike = "runs/weights",
@@ -232,6 +232,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     # Everything is checked and built before the first file is written, so a bad input leaves no partial release.
     check_choice("selected_by", selected_by, SELECTED_BY)
     record = read_record(record_path)
+    plain_name(record["model"], f"run record {record_path}: its model name")  # it names files: its seeds', the release's
     judged = ({"state": record["state"], "reason": record.get("reason")} if record.get("state") else
               outcome(record["task"], record["metrics"].get("test") or {}, bool(record.get("diverged"))))
     state = judged["state"]
@@ -248,6 +249,8 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
                        f"({'it diverged' if record.get('diverged') else 'none were saved'})")
     if not (isinstance(weights_info, dict) and isinstance(weights_info.get("file"), str) and weights_info.get("sha256")):
         raise ZooError(f"run record {record_path} has a malformed \"weights\" entry: {weights_info!r}")
+    # It names the file read from weights_dir: a path could reach a file outside it.
+    plain_name(weights_info["file"], f"run record {record_path}: its weights file")
     if tag is not None and not (isinstance(tag, str) and TAG.fullmatch(tag)):
         raise ZooError(f"tag {tag!r} must be letters, digits, '_' and '-' (it names the release's files)")
     source = Path(weights_dir) / weights_info["file"]
@@ -292,7 +295,7 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
     name = f"{arch}.{tag or record['benchmark']}"
     weights = out / f"{name}.safetensors"
     if vocab_text is not None:
-        vocab_bytes = vocab_text.encode("utf-8")  # as write_text_atomic writes it
+        vocab_bytes = vocab_text.encode("utf-8")  # as it is written below
         extras["vocab"] = {"name": f"{name}.vocab.json", "bytes": len(vocab_bytes),
                            "sha256": hashlib.sha256(vocab_bytes).hexdigest()}
     card = {
@@ -316,15 +319,25 @@ def export(record_path: str | os.PathLike, out: str | os.PathLike, *, weights_di
         markdown = card_text(name, card)
     except (TypeError, ValueError, KeyError) as err:
         raise ZooError(f"the card of run {record['id']} cannot be written: {err}") from None
-    with replaced_atomically(weights) as tmp:
-        shutil.copyfile(source, tmp)
-        if sha256_file(tmp) != card["file"]["sha256"] or tmp.stat().st_size != card["file"]["bytes"]:
-            raise ZooError(f"{source} changed while it was copied to {weights}: nothing released")
+    # Every file is written to its temporary name first, and they are renamed only once all are written, so a
+    # full disk part-way leaves the previous release whole, never new weights beside an old manifest. The
+    # renames run in reverse order of entry: the weights first, the manifest (what vouches for them) last.
+    texts = {manifest_path: manifest_json, out / f"{name}.md": markdown, out / f"{name}.json": card_json}
     if vocab_text is not None:
-        write_text_atomic(out / f"{name}.vocab.json", vocab_text)
-    write_text_atomic(out / f"{name}.json", card_json)
-    write_text_atomic(out / f"{name}.md", markdown)
-    write_text_atomic(manifest_path, manifest_json)
+        texts[out / f"{name}.vocab.json"] = vocab_text
+    with contextlib.ExitStack() as staged:
+        tmps = {path: staged.enter_context(replaced_atomically(path)) for path in [*texts, weights]}
+        for path in (weights, *texts):
+            try:
+                if path == weights:
+                    shutil.copyfile(source, tmps[weights])
+                else:
+                    tmps[path].write_text(texts[path], encoding="utf-8")
+            except OSError as err:  # a full disk: named here, where the file that failed is known
+                raise ZooError(f"cannot write {path}: {err.strerror or err}; nothing was released (the release in "
+                               f"{out} is as it was)") from None
+        if sha256_file(tmps[weights]) != card["file"]["sha256"] or tmps[weights].stat().st_size != card["file"]["bytes"]:
+            raise ZooError(f"{source} changed while it was copied to {weights}: nothing released")
     return name, card
 
 

@@ -5,7 +5,9 @@
     zoo reproduce leaderboards/records/adding_t100/cpu/lstm_1x128.s0.json
 
 A suite skips every pair whose record already exists, so a killed suite started again
-resumes where it stopped; a record is renamed into place only once complete.
+resumes where it stopped; a record is renamed into place only once complete. ``run_pair``
+is that one pair's steps: the worker processes of ``--jobs`` (zoo.app.parallel) and the
+cluster jobs of ``--launcher`` (zoo.app.launch) run it too.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 from filelock import FileLock, Timeout
 
 from zoo.errors import ZooError, check_int, coerce_config
-from zoo.files import replaced_atomically, sha256_file
+from zoo.files import inside, replaced_atomically, sha256_file, temp_names
 from zoo.models.sequence_kernels import own_kernels
 from zoo.records import (build_record, data_checksums, find_records, read_record, record_id, record_path,
                          test_metric, write_record)
@@ -60,10 +62,14 @@ def build_model(config: dict[str, Any], task):
 
 def save_weights(model, path: Path) -> dict[str, Any]:
     """safetensors of the trained weights (tied tensors once), written to a temporary name and renamed."""
+    from safetensors import SafetensorError
     from safetensors.torch import save_model
 
-    with replaced_atomically(path) as tmp:
-        save_model(model.cpu(), str(tmp))
+    try:
+        with replaced_atomically(path) as tmp:
+            save_model(model.cpu(), str(tmp))
+    except SafetensorError as err:  # its own I/O error (a full disk, a file-size limit): one error naming the file
+        raise ZooError(f"cannot write {path}: {str(err).splitlines()[0]}; nothing was written") from None
     return {"file": path.name, "format": "safetensors", "sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
@@ -113,9 +119,9 @@ def execute(config: dict[str, Any], seed: int, *, data_dir: str | None = None,
         trainer_kwargs["callbacks"] = list(callbacks)
     wandb_logger = None
     if wandb:
-        from lightning.pytorch.loggers import WandbLogger
+        from zoo.app.run_logs import wandb_logger as run_wandb_logger
 
-        wandb_logger = WandbLogger(project="rnn-zoo", name=rid, config=config)
+        wandb_logger = run_wandb_logger(rid, config)  # under the run's own folder, never the current directory
         trainer_kwargs["logger"] = wandb_logger
     result = fit_and_test(
         model, data, max_steps=t["max_steps"], seed=seed, clip_val=t["gradient_clip_val"],
@@ -185,23 +191,31 @@ RECIPE_KEYS = ("name", "backbone", "optim", "clip_val", "clip_algorithm", "modul
 
 
 def load_model_config(path: str | os.PathLike):
-    """A user's own model from YAML or JSON (name, backbone, optim, clip_val, clip_algorithm, module), checked."""
-    import yaml
+    """A user's own model from YAML or JSON, checked, in either of two layouts.
 
+    - a recipe: ``name``, ``backbone``, ``optim``, ``clip_val``, ``clip_algorithm``, ``module``;
+    - what ``zoo fit --print_config`` writes (or any ``zoo fit --config`` file): its ``model:``
+      section (``backbone``, ``optim`` and SequenceModel's other settings) and the trainer's
+      ``gradient_clip_val`` and ``gradient_clip_algorithm``. The model is named after the
+      file (``mine.yaml``: ``mine``). The file's data, budget and seed are not read: a
+      benchmark runs every model on its own task settings, budget and seeds.
+
+    Plain data only, and bounded: a Python tag or a file whose aliases expand past a
+    page of settings is refused (``zoo.app.config_files``).
+    """
+    from zoo.app.config_files import read_yaml
     from zoo.app.recipes import Recipe
     from zoo.models.rnn import RNNConfig
     from zoo.optim import OptimConfig
 
     path = Path(path)
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ZooError(f"model config {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise ZooError(f"model config {path} is not valid YAML: {err}") from None
+    spec = read_yaml(path, f"model config {path}")
+    if isinstance(spec, dict) and "backbone" not in spec and isinstance(spec.get("model"), dict):
+        spec = _recipe_of_fit_config(path, spec)
     if not isinstance(spec, dict) or "name" not in spec or "backbone" not in spec:
         raise ZooError(f"model config {path} must be a mapping with at least 'name' and 'backbone'; "
-                       f"keys: {', '.join(RECIPE_KEYS)}")
+                       f"keys: {', '.join(RECIPE_KEYS)}; or what `zoo fit --print_config` writes (a 'model' "
+                       "section with its 'backbone')")
     unknown = sorted(set(spec) - set(RECIPE_KEYS))
     if unknown:
         raise ZooError(f"model config {path} has unknown keys {unknown}; valid keys: {', '.join(RECIPE_KEYS)}")
@@ -215,28 +229,29 @@ def load_model_config(path: str | os.PathLike):
         except ZooError as err:
             raise ZooError(f"model config {path}: {err}") from None
     return Recipe(str(spec["name"]), parts["backbone"], parts.get("optim", OptimConfig()),
-                  clip_val=spec.get("clip_val"), clip_algorithm=spec.get("clip_algorithm", "norm"),
+                  clip_val=spec.get("clip_val"), clip_algorithm="norm" if spec.get("clip_algorithm") is None else spec["clip_algorithm"],
                   module=dict(spec.get("module") or {}))
 
 
-def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seeds: list[int] | None = None,
-                  records_dir: str | os.PathLike = DEFAULT_RECORDS,
-                  weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS,
-                  checkpoints_dir: str | os.PathLike | None = DEFAULT_CHECKPOINTS, data_dir: str | None = None,
-                  accelerator: str | None = None, wandb: bool = False, progress: bool = True,
-                  own_models: list[Any] | None = None) -> list[dict[str, Any]]:
-    """Run every (model, seed) pair of a benchmark's tier that has no record yet; return what happened to each.
+def _recipe_of_fit_config(path: Path, config: dict[str, Any]) -> dict[str, Any]:
+    """A ``zoo fit`` config (the ``--print_config`` layout) as a recipe mapping, named after its file."""
+    model = dict(config["model"])
+    if "backbone" not in model:
+        raise ZooError(f"model config {path}: its 'model' section has no 'backbone' (the layout `zoo fit "
+                       "--print_config` writes has model: backbone: cell: ...)")
+    trainer = config.get("trainer") or {}
+    if not isinstance(trainer, dict):
+        raise ZooError(f"model config {path}: trainer must be a mapping of settings, got {type(trainer).__name__}")
+    model.pop("task", None)  # never an option (it comes from the data), but a hand-written file may carry one
+    return {"name": path.stem, "backbone": model.pop("backbone"), "optim": model.pop("optim", None),
+            "clip_val": trainer.get("gradient_clip_val"), "clip_algorithm": trainer.get("gradient_clip_algorithm"),
+            "module": model}
 
-    ``own_models`` (Recipes, e.g. from ``load_model_config``) run under the benchmark's
-    task settings and budget instead of its models, so they compare apples to apples.
 
-    Each run checkpoints under ``checkpoints_dir`` (``None``: not at all); a suite
-    started again after a kill resumes the interrupted run from its last checkpoint,
-    and the checkpoint is deleted once the run's record is in place.
-    """
+def suite(name: str, tier: str, *, models: list[str] | None = None, seeds: list[int] | None = None,
+          own_models: list[Any] | None = None):
+    """A suite's benchmark (with ``own_models`` added) and its (model, seed) pairs, every name checked."""
     import dataclasses
-
-    from tqdm.auto import tqdm
 
     from zoo.app.catalogue import check_tier, get_benchmark
 
@@ -247,41 +262,132 @@ def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seed
         models = [*(models or []), *(r.name for r in own_models)]
     model_names = [bench.model(m).name for m in models] if models else list(bench.models)
     seed_list = [check_int("seed", s, low=0) for s in seeds] if seeds else list(bench.tier_seeds(tier))
-    pairs = [(m, s) for m in model_names for s in seed_list]
-    done: list[dict[str, Any]] = []
-    bar = tqdm(pairs, desc=f"{name} [{tier}]", unit="run", disable=not progress)
-    for model, seed in bar:
-        path = record_path(records_dir, name, tier, model, seed)
-        bar.set_postfix_str(f"{model} seed {seed}")
-        if path.exists():
-            read_record(path)  # a record that does not read is an error, never a silent redo or a skip
-            done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "exists"})
-            continue
-        lock = claim(path)
-        if lock is None:
-            done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "running elsewhere"})
-            continue
+    return bench, [(m, s) for m in model_names for s in seed_list]
+
+
+def run_pair(bench, tier: str, model: str, seed: int, *, records_dir: str | os.PathLike,
+             weights_dir: str | os.PathLike | None, checkpoints_dir: str | os.PathLike | None,
+             data_dir: str | None, accelerator: str | None,
+             wandb: bool, progress: bool = False, position: int = 0) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One pair of a suite: skipped when its record exists or another process holds it, else run and recorded.
+
+    Returns what happened (id, path, status) and the new record (None when nothing ran).
+    Module-level and free of suite state, so worker processes and cluster jobs run the
+    very same steps as the one-process suite. ``progress``: a live bar of the run's steps
+    on terminal line ``position`` (``zoo.app.progress``).
+    """
+    name = bench.name
+    path = record_path(records_dir, name, tier, model, seed)
+    rid = record_id(name, tier, model, seed)
+    inside(records_dir, path, f"run record {rid}")  # a link in the records folder leading out: no read or write there
+    ckpt_dir = Path(checkpoints_dir) / name / tier / path.stem if checkpoints_dir else None
+    if path.exists():
+        read_record(path)  # a record that does not read is an error, never a silent redo or a skip
+        tidy_finished(path, ckpt_dir)
+        return {"id": rid, "path": str(path), "status": "exists"}, None
+    lock = claim(path)
+    if lock is None:
+        return {"id": rid, "path": str(path), "status": "running elsewhere"}, None
+    try:
+        if path.exists():  # finished by another suite between our check and our claim
+            return {"id": rid, "path": str(path), "status": "exists"}, None
+        # The pair is ours: a temporary file of its record or weights is what a writer killed mid-write left.
+        weights_file = Path(weights_dir) / f"{rid}.safetensors" if weights_dir else None
+        for stale in (*temp_names(path), *(temp_names(weights_file) if weights_file else ())):
+            stale.unlink(missing_ok=True)
+        config = bench.run_config(tier, model)
+        if accelerator:
+            config["trainer"]["accelerator"] = accelerator
+        callbacks = []
+        if progress:
+            from zoo.app.progress import RunProgress
+
+            callbacks.append(RunProgress(rid, position=position))
+        record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb,
+                         checkpoint_dir=ckpt_dir, callbacks=callbacks)
+        write_record(path, record)
+        remove_checkpoint(ckpt_dir)
+    finally:
+        release(path, lock)
+    return {"id": record["id"], "path": str(path), "status": "diverged" if record["diverged"] else "ran"}, record
+
+
+def remove_checkpoint(ckpt_dir: Path | None) -> None:
+    """A finished pair's checkpoint folder, and its <tier> and <benchmark> folders if that leaves them empty."""
+    if ckpt_dir is None:
+        return
+    shutil.rmtree(ckpt_dir, ignore_errors=True)
+    for folder in (ckpt_dir.parent, ckpt_dir.parent.parent):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def tidy_finished(path: Path, ckpt_dir: Path | None) -> None:
+    """What a suite killed between writing a pair's record and tidying up left: the pair's lock file and checkpoint.
+
+    Taken under the pair's lock, so nothing a live process still holds is touched.
+    """
+    if not (pair_lock(path).exists() or (ckpt_dir is not None and ckpt_dir.exists())):
+        return
+    lock = claim(path)
+    if lock is not None:
         try:
-            if path.exists():  # finished by another suite between our check and our claim
-                done.append({"id": record_id(name, tier, model, seed), "path": str(path), "status": "exists"})
-                continue
-            config = bench.run_config(tier, model)
-            if accelerator:
-                config["trainer"]["accelerator"] = accelerator
-            ckpt_dir = Path(checkpoints_dir) / name / tier / path.stem if checkpoints_dir else None
-            record = execute(config, seed, data_dir=data_dir, weights_dir=weights_dir, wandb=wandb,
-                             checkpoint_dir=ckpt_dir)
-            write_record(path, record)
-            if ckpt_dir is not None:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-                for folder in (ckpt_dir.parent, ckpt_dir.parent.parent):  # <tier>, <benchmark>: if now empty
-                    with contextlib.suppress(OSError):
-                        folder.rmdir()
+            remove_checkpoint(ckpt_dir)
         finally:
             release(path, lock)
-        bar.write(one_line(record))
-        done.append({"id": record["id"], "path": str(path), "status": "diverged" if record["diverged"] else "ran"})
-    return done
+
+
+def run_benchmark(name: str, tier: str, *, models: list[str] | None = None, seeds: list[int] | None = None,
+                  records_dir: str | os.PathLike = DEFAULT_RECORDS,
+                  weights_dir: str | os.PathLike | None = DEFAULT_WEIGHTS,
+                  checkpoints_dir: str | os.PathLike | None = DEFAULT_CHECKPOINTS, data_dir: str | None = None,
+                  accelerator: str | None = None, wandb: bool = False, progress: bool = True,
+                  own_models: list[Any] | None = None, jobs: int = 1,
+                  shard: tuple[int, int] | None = None) -> list[dict[str, Any]]:
+    """Run every (model, seed) pair of a benchmark's tier that has no record yet; return what happened to each.
+
+    ``own_models`` (Recipes, e.g. from ``load_model_config``) run under the benchmark's
+    task settings and budget instead of its models, so they compare apples to apples.
+
+    Each run checkpoints under ``checkpoints_dir`` (``None``: not at all); a suite
+    started again after a kill resumes the interrupted run from its last checkpoint,
+    and the checkpoint is deleted once the run's record is in place.
+
+    ``shard=(i, N)`` (0-based) keeps only this shard's share of the pairs, so N machines
+    split one suite (``zoo.app.parallel.shard_pairs``); ``jobs`` > 1 runs that many pairs
+    at once in worker processes, the torch threads split between them.
+    """
+    from functools import partial
+
+    from tqdm.auto import tqdm
+
+    from zoo.app.parallel import run_pairs, shard_pairs
+
+    check_int("jobs", jobs, low=1)
+    bench, pairs = suite(name, tier, models=models, seeds=seeds, own_models=own_models)
+    if shard is not None:
+        pairs = shard_pairs(pairs, shard)
+    run_one = partial(run_pair, bench, tier, records_dir=records_dir, weights_dir=weights_dir,
+                      checkpoints_dir=checkpoints_dir, data_dir=data_dir, accelerator=accelerator, wandb=wandb,
+                      progress=progress)
+    desc = f"{name} [{tier}]" + (f" shard {shard[0]}/{shard[1]}" if shard is not None else "")
+    # Pairs already recorded are reported, not counted by the bar: its ETA is the runs left to run.
+    recorded = {pair for pair in pairs if record_path(records_dir, name, tier, *pair).exists()}
+    entries = {pair: run_one(*pair)[0] for pair in pairs if pair in recorded}
+    todo = [pair for pair in pairs if pair not in recorded]
+    if jobs > 1:
+        ran = run_pairs(todo, run_one, jobs=jobs, line=one_line, desc=desc, progress=progress,
+                        setup=quiet_lightning)
+        entries.update(zip(todo, ran))
+        return [entries[pair] for pair in pairs]
+    bar = tqdm(todo, desc=desc, unit="run", disable=not progress or not todo)
+    for model, seed in bar:
+        bar.set_postfix_str(f"{model} seed {seed}")
+        entry, record = run_one(model, seed, position=1)
+        if record is not None:
+            bar.write(one_line(record))
+        entries[(model, seed)] = entry
+    return [entries[pair] for pair in pairs]
 
 
 def compare_runs(old: dict[str, Any], new: dict[str, Any], tolerance: float) -> dict[str, Any]:

@@ -28,7 +28,7 @@ Shapes: B batch, T time, I input size, H hidden size, L layers, D directions (1 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -39,8 +39,23 @@ from zoo.cells.lstm import ZooLSTM  # noqa: F401 (re-exported)
 from zoo.cells.own_kernels import _ChoosesKernel, _wants_own_kernel  # noqa: F401 (re-exported)
 from zoo.cells.rnn import LoopRNN  # noqa: F401 (re-exported)
 from zoo.errors import ZooError, check_choice, check_float, check_int, coerce_config
-from zoo.init import INIT_SCHEMES, apply_init, check_recurrent_scheme
+from zoo.init import INIT_SCHEMES, InitScheme, apply_init, check_recurrent_scheme
 from zoo.models.sequence_kernels import ACTIVATIONS, FUSED_NONLINEARITIES, NONLINEARITIES  # noqa: F401 (re-exported)
+
+# The choices of RNNConfig's fields, as types, so ``zoo fit --help`` lists them and the CLI refuses any other value;
+# each is read from its registry (the cells, the kernels' activations, zoo.init's schemes), never written twice.
+# A cell registered after this import (a plugin, a test's toy cell) is added by refresh_cell_choices, which
+# the CLI calls before it builds its parser; RNNConfig itself checks the registry at every construction.
+CellName = Literal[cell_names()]  # Literal[("a", "b")] is Literal["a", "b"]
+Nonlinearity = Literal[NONLINEARITIES]
+
+
+def refresh_cell_choices() -> Any:
+    """``CellName`` again from the registry as it is now, for a parser about to be built; returns it."""
+    global CellName
+    CellName = Literal[cell_names()]
+    return CellName
+
 
 # RNNConfig's fields that only some cells take (the cells that list them in Cell.options), and what a config
 # that gives one to another cell is told. Any other cell-specific setting goes in cell_options.
@@ -82,14 +97,14 @@ class RNNConfig:
     the call (fused on every other device).
     """
 
-    cell: str = "lstm"
+    cell: CellName = "lstm"
     hidden_size: int = 128
     num_layers: int = 1
     bidirectional: bool = False
     dropout: float = 0.0
-    nonlinearity: str | None = None
-    input_init: str = "default"
-    recurrent_init: str = "default"
+    nonlinearity: Nonlinearity | None = None
+    input_init: InitScheme = "default"
+    recurrent_init: InitScheme = "default"
     identity_scale: float = 1.0
     init_range: float = 0.1
     bias_init: float | None = None

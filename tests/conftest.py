@@ -34,14 +34,25 @@ def _without_user_settings(monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _lightning_log_levels():
-    """Commands quiet Lightning's loggers for the whole process (zoo.app.runner.quiet_lightning); undo it per test."""
+    """Commands quiet Lightning's loggers for the whole process (zoo.app.runner.quiet_lightning); each test starts
+    from the levels Lightning set at import, even after a module- or session-scoped fixture ran a command."""
+    for logger, level in zip(_LIGHTNING_LOGGERS, _LIGHTNING_LEVELS):
+        logger.setLevel(level)
+    yield
+    for logger, level in zip(_LIGHTNING_LOGGERS, _LIGHTNING_LEVELS):
+        logger.setLevel(level)
+
+
+def _import_levels():
     import logging
 
+    import lightning  # noqa: F401  (sets its loggers' levels on import)
+
     loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
-    levels = [logger.level for logger in loggers]
-    yield
-    for logger, level in zip(loggers, levels):
-        logger.setLevel(level)
+    return loggers, [logger.level for logger in loggers]
+
+
+_LIGHTNING_LOGGERS, _LIGHTNING_LEVELS = _import_levels()
 
 
 def _tiny_config(model="rnn_tanh.identity.clip1", steps=6, seq_len=12):

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from zoo.app.catalogue import BENCHMARKS, TIERS  # noqa: E402
+from zoo.app.runner import suite  # noqa: E402
 from zoo.errors import ZooError, check_choice  # noqa: E402
 from zoo.records import record_path  # noqa: E402
 
@@ -44,9 +45,8 @@ MARGIN_S = 20  # stop the suite this long before the window's end: a killed chil
 
 def missing_pairs(records: Path, name: str, tier: str) -> list[tuple[str, int]]:
     """The (model, seed) pairs of ``name`` at ``tier`` that have no record under ``records`` yet."""
-    bench = BENCHMARKS[name]
-    return [(model, seed) for model in bench.models for seed in bench.tier_seeds(tier)
-            if not record_path(records, name, tier, model, seed).exists()]
+    _, pairs = suite(name, tier)  # the very pairs `zoo bench run` would run
+    return [(model, seed) for model, seed in pairs if not record_path(records, name, tier, model, seed).exists()]
 
 
 def run_suite(name: str, tier: str, state: Path, seconds_left: float, accelerator: str | None) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 from html.parser import HTMLParser
@@ -10,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from zoo.app.site.synthetic import big_board as synthetic_big_board
+from zoo.app.site.synthetic import variant  # noqa: F401 - the site tests' way to make records
 from zoo.records import outcome, read_record, record_path, write_record
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,31 +23,6 @@ def template() -> dict:
     if not TEMPLATE.is_file():
         pytest.skip(f"no committed record at {TEMPLATE}")
     return read_record(TEMPLATE)
-
-
-def variant(record: dict, model: str, seed: int, mse: float | None, *, tier: str | None = None,
-            benchmark: str | None = None, params: int | None = None, cell: str | None = None) -> dict:
-    """A copy of ``record`` as another model/seed with test MSE ``mse`` (None: diverged), its state decided as a
-    run's is."""
-    r = copy.deepcopy(record)
-    r["benchmark"] = r["config"]["benchmark"] = benchmark or r["benchmark"]
-    r["tier"] = r["config"]["tier"] = tier or r["tier"]
-    r["model"], r["seed"] = model, seed
-    r["id"] = f"{r['benchmark']}.{r['tier']}.{model}.s{seed}"
-    r["config"]["model"]["name"] = model
-    r["environment"]["git"] = {"commit": "0" * 40, "dirty": False}
-    if params is not None:
-        r["params"] = params
-    if cell is not None:
-        r["config"]["model"]["backbone"]["cell"] = cell
-    if mse is None:
-        r.update(diverged=True, diverged_reason="diverged at step 3: loss is nan", lengths={}, longest_solved=None)
-        r["metrics"]["test"] = {}
-    else:
-        r["metrics"]["test"] = {**r["metrics"]["test"], "mse": mse, "loss": mse}
-        r["diverged"], r["diverged_reason"] = False, None
-    r.update(outcome(r["task"], r["metrics"]["test"], r["diverged"]))
-    return r
 
 
 def write_records(root: Path, records: list[dict]) -> Path:
@@ -81,12 +57,8 @@ def smnist_board() -> list[dict]:
 
 
 def big_board(n: int, tier: str = "big") -> list[dict]:
-    """``n`` models of one seed each, spread over cells and sizes, their curves left out to keep the build quick."""
-    base = template()
-    base["curves"], base["gradients"] = None, {}
-    cells = ("gru", "lstm", "rnn")
-    return [variant(base, f"m{i:04d}", 0, 0.002 + (i * 7919 % n) / n * 0.01, tier=tier, params=1000 + (i * 37) % 5000,
-                    cell=cells[i % 3]) for i in range(n)]
+    """``n`` one-seed models made from the committed template (``zoo.app.site.synthetic.big_board``)."""
+    return synthetic_big_board(template(), n, tier)
 
 
 class Links(HTMLParser):

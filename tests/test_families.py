@@ -56,3 +56,25 @@ def test_one_length_makes_no_family_board(tmp_path, real_record):
     write_record(record_path(root, "adding_t100", "cpu", "gru", 0), runs[0])
     build(root, tmp_path / "boards", allow_dirty=True)
     assert not (tmp_path / "boards" / "adding.cpu.md").exists()
+
+
+def test_the_family_figure_names_a_model_with_no_scored_seed(tmp_path, real_record, monkeypatch):
+    """A model failed at every T has no point to draw; the figure must still say it ran and failed."""
+    import zoo.app.plots as plots
+
+    seen = {}
+    real_plot = plots.plot_lengths
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real_plot(*args, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_lengths", spy)
+    runs = [at_length(real_record, t, "rnn", s, 0.1667) for t in (100, 200) for s in range(2)]
+    runs += [at_length(real_record, 100, "gru", 0, 0.004)]
+    root = tmp_path / "records"
+    for r in runs:
+        write_record(record_path(root, r["benchmark"], r["tier"], r["model"], r["seed"]), r)
+    build(root, tmp_path / "boards", allow_dirty=True)
+    assert sorted(seen["unscored"]["rnn"]) == [100, 200] and seen["unscored"]["gru"] == []
+    assert (tmp_path / "boards" / "adding.cpu.lengths.png").read_bytes()[:4] == b"\x89PNG"

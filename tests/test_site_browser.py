@@ -14,7 +14,6 @@ import functools
 import http.server
 import json
 import os
-import shutil
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -25,20 +24,12 @@ from site_checks import COMMITTED, big_board, board_data, small_board, smnist_bo
 from zoo.app.boards import BUDGET_KEYS, SCORED, compare
 from zoo.app.site import write_site
 from zoo.app.site.source import boards_of
+from zoo.app.site.synthetic import SORT_AND_FILTER, browser_paths
 from zoo.records import record_path, write_record
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver") or ("/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists()
-                                                else None)
+CHROMIUM, CHROMEDRIVER = browser_paths()
 BIG = 1000  # rows of the board that is timed
 PAGE = 100  # rows a board lays out at once (board.js); every row is sorted and filtered
-# One sort and one filter click on a board, its layout included; scripts/site_speed.py times it.
-SORT_AND_FILTER = """
-    const t0 = performance.now();
-    document.querySelector('button[data-sort="param_count"]').click();
-    document.querySelector('fieldset[data-facet="cell"] input[value="lstm"]').click();
-    document.body.offsetHeight;  // the layout too, not just the script
-    return performance.now() - t0;"""
 
 
 def _missing() -> str | None:

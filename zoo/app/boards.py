@@ -297,7 +297,8 @@ def write_figures(name: str, tier: str, rows: list[dict[str, Any]], records: lis
     for row in gradient_rows(rows, bench):
         chosen = median_record(row, records)
         if chosen and chosen.get("curves"):
-            runs.append(run_from_record(chosen, f"{row['model']} (seed {chosen['seed']}, median of {row['runs']} runs)"))
+            which = "its only run" if row["runs"] == 1 else f"median of {row['runs']} runs"
+            runs.append(run_from_record(chosen, f"{row['model']} (seed {chosen['seed']}, {which})"))
     if runs:
         task = records[0]["task"]
         path = plot_curves(runs, out / f"{name}.{tier}.curves.png",

@@ -104,14 +104,17 @@ def write_families(boards: dict[tuple[str, str], list[dict[str, Any]]], out: Pat
             baselines = {round((t.get("baselines") or {}).get(metric, float("nan")), 9) for t in tasks}
             medians = {row["model"]: {t: at["median"] for t, at in row["at"].items() if at["median"] is not None}
                        for row in rows}
+            unscored = {row["model"]: [t for t, at in row["at"].items() if at["runs"] and at["median"] is None]
+                        for row in rows}
             medians = {model: by_t for model, by_t in medians.items() if by_t}
             figure = None
-            if medians:
+            if medians or any(unscored.values()):
                 figure = plot_lengths(medians, metric, out / f"{family}.{tier}.lengths.png",
                                       target=task.get("target"),
                                       baseline=baselines.pop() if len(baselines) == 1 else None,
                                       title=f"{family} ({tier}): test {metric} against the trained T, "
-                                            "median of the scored seeds")
+                                            "median of the scored seeds",
+                                      unscored=unscored)
                 written.append(figure)
             written.append(write_text_atomic(out / f"{family}.{tier}.md", family_markdown(family, tier, rows, figure)))
     return written

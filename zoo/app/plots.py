@@ -214,8 +214,14 @@ def plot_spectra(runs: list[Run], out: Path) -> Path | None:
 
 
 def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, trained_at: int | None = None,
-                 target: float | None = None, baseline: float | None = None, title: str = "") -> Path:
-    """A test metric against the sequence length, one line per model ({label: {T: value}})."""
+                 target: float | None = None, baseline: float | None = None, title: str = "",
+                 unscored: dict[str, list[int]] | None = None) -> Path:
+    """A test metric against the sequence length, one line per model ({label: {T: value}}).
+
+    ``unscored`` ({label: [T, ...]}): the lengths at which a model has runs but no scored seed
+    (all failed or diverged). They have no number to draw, so a note under the axes names
+    them: a model missing from the lines must never read as a model that was not run.
+    """
     fig, ax = plt.subplots(figsize=(6, 4))
     lengths: set[int] = set()
     for index, (label, by_length) in enumerate(results.items()):
@@ -235,6 +241,12 @@ def plot_lengths(results: dict[str, dict[int, float]], metric: str, out: Path, t
     ax.set_xticks(sorted(lengths), [str(t) for t in sorted(lengths)])
     ax.minorticks_off()
     _legend_outside(ax, fontsize=8)
+    if unscored:
+        listed = "; ".join(f"{label} at T = {', '.join(str(t) for t in sorted(ts))}"
+                           for label, ts in unscored.items() if ts)
+        if listed:
+            fig.text(0.01, -0.02, "No scored seed (every run failed or diverged), so no point: " + listed,
+                     fontsize=7, ha="left", va="top", wrap=True)
     return _save(fig, out)
 
 

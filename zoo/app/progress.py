@@ -49,8 +49,7 @@ class RunProgress(Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        metric = getattr(pl_module, "task", None)
-        key = f"val_{metric.target_metric}" if metric is not None else "val_loss"
+        key = f"val_{pl_module.task.target_metric}"  # a SequenceModel's TaskSpec, as ConvergenceMonitor reads it
         value = trainer.callback_metrics.get(key)
         if value is not None:
             self.val = f"{key} {float(value):.4g}"

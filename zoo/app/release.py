@@ -25,7 +25,7 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from zoo.app.boards import SCORED  # the states whose test number is a result: a card's median is the board's
+from zoo.app.board_rows import SCORED  # the states whose test number is a result: a card's median is the board's
 from zoo.app.model_card import card_document
 from zoo.errors import ZooError, check_choice
 from zoo.files import check_folder, plain_name, replaced_atomically, sha256_file

@@ -21,6 +21,7 @@ in the cache that leads out of it is refused, so no read or download goes throug
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import urllib.request
@@ -129,6 +130,24 @@ def verify(path: Path, f: DataFile, *, where: str) -> Path:
         raise ZooError(f"data file {path} in {where} is corrupt or another file: sha256 {digest}, "
                        f"expected {describe(f)}; replace it with the original file")
     return path
+
+
+def read_checked(path: Path) -> bytes:
+    """The bytes of data file ``path`` (``<folder>/<name>`` as ``FILES`` names it), hashed as they are read.
+
+    What is parsed is what was checked: ``fetch`` checks a file when it hands out its path,
+    but the file could be swapped before it is read (a check-then-use race), and the hash
+    remembered by (size, mtime) would not notice a swap that keeps both. So the readers take
+    the file's bytes from here, never from the path.
+    """
+    name = f"{path.parent.name}/{path.name}"
+    f = spec(name)
+    data = path.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    if len(data) != f.size or digest != f.sha256:
+        raise ZooError(f"data file {path} changed after it was checked: it is now {len(data):,} bytes with sha256 "
+                       f"{digest}, expected {describe(f)}; replace it with the original file")
+    return data
 
 
 def data_dir_from(data_dir: str | os.PathLike | None) -> Path | None:

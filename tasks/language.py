@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from tasks.base import TaskDataModule
-from tasks.datafiles import fetch, sha256_of
+from tasks.datafiles import fetch, read_checked, sha256_of
 from tasks.loaders import ResumableLoader, on_accelerator
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
@@ -150,10 +150,10 @@ class LanguageModelling(TaskDataModule):
         if split not in self._texts:
             paths = self.file_paths()
             if self.corpus.split_fractions:
-                self._texts.update(split_text(paths["train"].read_text(encoding="utf-8"), self.corpus.split_fractions))
+                self._texts.update(split_text(read_checked(paths["train"]).decode("utf-8"), self.corpus.split_fractions))
             else:
                 for s, path in paths.items():
-                    self._texts[s] = path.read_text(encoding="utf-8")
+                    self._texts[s] = read_checked(path).decode("utf-8")  # the very bytes whose sha256 is checked
         return self._texts[split]
 
     def _build_vocab(self) -> list[str]:

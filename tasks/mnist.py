@@ -40,6 +40,7 @@ from torch.utils.data import BatchSampler, DataLoader, Dataset, SequentialSample
 
 from tasks import datafiles
 from tasks.base import TaskDataModule
+from tasks.hf_datasets import COMMIT
 from tasks.loaders import EpochShuffle, ResumableLoader, on_accelerator
 from zoo.errors import ZooError, check_choice, check_int
 from zoo.task_spec import TaskSpec
@@ -70,10 +71,10 @@ SPLITS = ("train", "val", "test")
 def read_idx(path: Path, magic: int) -> np.ndarray:
     """An IDX file (gzipped when its name ends in .gz) as a uint8 array: (n, 28, 28) images or (n,) labels.
 
-    The checksum has been checked before this is called; these checks catch a file that
-    is in the table of checksums but is not what its name says.
+    The bytes are checked against the file's sha256 as they are read (``datafiles.read_checked``);
+    the checks below catch a file that is in the table of checksums but is not what its name says.
     """
-    raw = path.read_bytes()
+    raw = datafiles.read_checked(path)
     if path.suffix == ".gz":
         try:
             raw = gzip.decompress(raw)
@@ -149,6 +150,23 @@ def _hub_split(hub_id: str, revision: str | None, split: str) -> tuple[np.ndarra
     return decode_pngs(blobs, where), np.asarray(labels, dtype=np.uint8)
 
 
+def pinned_commit(hub_id: str, revision: str | None) -> str | None:
+    """``revision`` if it pins ``hub_id`` to one commit; a remote dataset read at a moving branch is an error.
+
+    As with the weights (``zoo.transport``) and the text corpora (``tasks.hf_datasets``): a branch can
+    move under a published number, a commit cannot. We cannot read the commit of ``ylecun/mnist`` from
+    here (no Hub access), so the user pins it; a local folder (a mirror, the tests) needs none.
+    """
+    if revision is not None and not (isinstance(revision, str) and COMMIT.fullmatch(revision)):
+        raise ZooError(f"hub_revision {revision!r} is not a full 40-character commit hash of Hub dataset "
+                       f"{hub_id!r}; a Hub source is pinned to one commit, never a branch or tag")
+    if revision is None and not Path(hub_id).expanduser().is_dir():
+        raise ZooError(f"Hub dataset {hub_id!r} is not pinned to a commit, so it is not read: pass hub_revision="
+                       "<its 40-character commit> (SequentialMNIST(hub_revision=...), --data.hub_revision), or give "
+                       "the original files (a data folder)")
+    return revision
+
+
 def rebuild_from_hub(hub_id: str = HUB_ID, revision: str | None = None) -> dict[str, Path]:
     """Rebuild the four uncompressed IDX files from the Hub into the cache, each checked byte for byte.
 
@@ -156,6 +174,7 @@ def rebuild_from_hub(hub_id: str = HUB_ID, revision: str | None = None) -> dict[
     the original (another dataset, other order, a decoding slip) is an error naming it,
     and is not cached, not even in part.
     """
+    pinned_commit(hub_id, revision)
     paths: dict[str, Path] = {}
     for split, (images_name, labels_name) in SPLIT_FILES.items():
         images, labels = _hub_split(hub_id, revision, split)

@@ -350,9 +350,9 @@ BENCH_RUN = ["bench", "run", "adding_t100", "--tier", "smoke", "--no_progress", 
 CASES = [
     # ---------------------------------------------------------------- registry: architecture names, list_models
     case("registry-unknown-architecture", lambda e: architecture("lstm_9x9"), ZooError,
-         r"unknown architecture 'lstm_9x9'; valid choices: cornn_1x128, .*, gru_1x128, .*irnn_1x128, lem_1x128, .*lstm_1x128"),
+         r"unknown architecture 'lstm_9x9'; valid choices: bigru_1x128, bilstm_1x128, cornn_1x128, .*, gru_1x128, .*irnn_1x128, lem_1x128, .*lstm_1x128"),
     case("registry-architecture-wrong-type", lambda e: architecture(128), ZooError,
-         r"unknown architecture 128; valid choices: cornn_1x128, .*gru_1x128"),
+         r"unknown architecture 128; valid choices: bigru_1x128, bilstm_1x128, cornn_1x128, .*gru_1x128"),
     case("registry-list-pattern-wrong-type", lambda e: list_models(3), ZooError,
          r"pattern must be a string of shell wildcards.*got 3"),
     case("registry-list-pretrained-wrong-type", lambda e: list_models("*", pretrained="yes"), ZooError,

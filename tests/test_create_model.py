@@ -66,7 +66,7 @@ def test_a_task_spec_sets_the_interface():
     ("lstm_1x128", {"recurrent_init": "glorot"}, r"unknown recurrent_init 'glorot'; valid choices: default, "),
     ("lstm_1x128", {"optim": {"name": "adagrad"}}, r"unknown optimizer 'adagrad'; valid choices: sgd, adam, adamw"),
     ("lstm_1x128", {"head": "first"}, r"unknown task head 'first'; valid choices: last, every"),
-    ("lstm_9x9", {}, r"unknown model 'lstm_9x9'; valid choices: cornn_1x128, .*gru_1x128.adding_t100"),
+    ("lstm_9x9", {}, r"unknown model 'lstm_9x9'; valid choices: bigru_1x128, bilstm_1x128, cornn_1x128, .*gru_1x128.adding_t100"),
     (RELEASE, {"input_size": 3}, r"cannot take input_size: a pretrained name's task is its card's"),
 ])
 def test_a_bad_override_or_name_is_one_error_naming_what_is_valid(name, kwargs, message):

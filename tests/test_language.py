@@ -1,4 +1,5 @@
 import math
+import re
 
 import lightning as L
 import pytest
@@ -107,12 +108,58 @@ def test_weight_tying(tiny_ptb):
     model = SequenceModel(dm.task_spec, RNNConfig(cell="lstm", hidden_size=6), tie_weights=True)
     assert model.head.weight is model.embedding.weight
     assert model.embedding.weight.abs().max() <= 0.1  # U(-0.1, 0.1), not N(0, 1)
-    with pytest.raises(ZooError, match=r"tie_weights needs embedding_size == the backbone's output size \(12\)"):
-        SequenceModel(dm.task_spec, RNNConfig(cell="lstm", hidden_size=6, bidirectional=True), tie_weights=True)
+    with pytest.raises(ZooError, match=r"tie_weights needs embedding_size == the backbone's output size \(6\)"):
+        SequenceModel(dm.task_spec, RNNConfig(cell="lstm", hidden_size=6), embedding_size=4, tie_weights=True)
     with pytest.raises(ZooError, match="tie_weights needs token inputs"):
         from tasks.adding import AddingProblem
 
         SequenceModel(AddingProblem().task_spec, tie_weights=True)
+
+
+# ----------------------------------------------------------------- a bidirectional language model is refused
+BIDIRECTIONAL_LM = (r"a bidirectional backbone cannot learn task 'ptb': it is a language model \(a stream predicted "
+                    r"token by token\), and the backward direction would read each token before predicting it, "
+                    r"seeing the future; use a unidirectional backbone \(bidirectional false\)")
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_bidirectional_language_model_is_refused_with_one_error(tiny_ptb, cell):
+    dm = LanguageModelling("ptb", batch_size=2, bptt=3, data_dir=str(tiny_ptb))
+    with pytest.raises(ZooError, match=BIDIRECTIONAL_LM):
+        SequenceModel(dm.task_spec, RNNConfig(cell=cell, hidden_size=6, num_layers=2, bidirectional=True))
+    SequenceModel(dm.task_spec, RNNConfig(cell=cell, hidden_size=6, num_layers=2))  # one way it is a model
+
+
+def test_zoo_fit_refuses_a_bidirectional_language_model(tiny_ptb, tmp_path, monkeypatch, capsys):
+    from zoo.app.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    code = main(["fit", "--data", "LanguageModelling", "--data.corpus", "ptb", "--data.data_dir", str(tiny_ptb),
+                 "--data.batch_size", "2", "--data.bptt", "3", "--model.backbone.bidirectional", "true",
+                 "--trainer.max_steps", "1", "--trainer.enable_progress_bar", "false"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1, err
+    assert re.fullmatch("zoo: error: " + BIDIRECTIONAL_LM, err[0]), err[0]
+    assert not list(tmp_path.rglob("*.ckpt"))
+
+
+def test_a_language_model_benchmark_refuses_a_bidirectional_model(tiny_ptb, tmp_path, capsys):
+    """``zoo bench run`` with a bidirectional model of one's own on a language-model board: the same one error."""
+    from zoo.app.catalogue import BENCHMARKS, get_benchmark
+    from zoo.app.cli import main
+
+    (tmp_path / "bi.yaml").write_text("name: bilstm_2x200\nbackbone: {cell: lstm, hidden_size: 8, num_layers: 2, "
+                                      "bidirectional: true}\n")
+    code = main(["bench", "run", "ptb_word", "--tier", "smoke", "--model_config", str(tmp_path / "bi.yaml"),
+                 "--data_dir", str(tiny_ptb), "--records", str(tmp_path / "records"),
+                 "--weights", str(tmp_path / "weights"), "--checkpoints", "none", "--no_progress"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and re.fullmatch("zoo: error: " + BIDIRECTIONAL_LM, err[-1]), err
+    assert not list((tmp_path / "records").rglob("*.json"))
+    # and no language-model board of the catalogue holds a bidirectional model
+    for bench in BENCHMARKS.values():
+        if bench.data_class == get_benchmark("ptb_word").data_class:
+            assert not any(recipe.backbone.bidirectional for recipe in bench.models.values()), bench.name
 
 
 @pytest.mark.parametrize("kwargs,message", [

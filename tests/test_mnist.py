@@ -405,3 +405,14 @@ def test_a_model_trains_on_it(small):
     assert 0.0 <= trainer.callback_metrics["val_accuracy"].item() <= 1.0
     tested = trainer.test(model, datamodule=dm, verbose=False)[0]
     assert 0.0 <= tested["test_accuracy"] <= 1.0 and np.isfinite(tested["test_loss"])
+
+
+@pytest.mark.parametrize("revision, message", [
+    (None, r"Hub dataset 'ylecun/mnist' is not pinned to a commit, so it is not read: pass hub_revision="),
+    ("main", r"hub_revision 'main' is not a full 40-character commit hash of Hub dataset 'ylecun/mnist'"),
+])
+def test_the_remote_hub_is_read_only_at_a_pinned_commit(small, hf, revision, message):
+    """A branch can move under a published number: the Hub route refuses one before any request is made."""
+    with pytest.raises(ZooError, match=message):
+        SequentialMNIST(source="hub", hub_id="ylecun/mnist", hub_revision=revision, val_size=N_VAL).setup("fit")
+    assert _files_in(small.cache) == []

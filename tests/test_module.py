@@ -200,3 +200,40 @@ def test_a_layers_constraint_holds_after_every_update():
     _trainer(max_steps=3).fit(model, data)
     assert model.backbone.clamped.calls == 3
     assert all(float(p.abs().max()) <= 0.01 for p in model.backbone.rnn.parameters())
+
+
+# ----------------------------------------------------------------- a bidirectional backbone under a whole-sequence head
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("implementation", ["fused", "loop"])
+def test_a_last_step_head_reads_both_directions_final_states(cell, num_layers, implementation):
+    """The forward direction after step T and the backward one after reading back to step 1, not its state at step T.
+
+    At step T the backward direction has read one input; its state after the whole sequence
+    is its output at step 1. The head must see that one, and the input at step 1 must reach
+    the prediction through both directions.
+    """
+    torch.manual_seed(0)
+    hidden = 5
+    model = SequenceModel(CLASSIFY, RNNConfig(cell=cell, hidden_size=hidden, num_layers=num_layers,
+                                              bidirectional=True, implementation=implementation))
+    x = torch.randn(4, 70, 3, requires_grad=True)
+    outputs, state = model.backbone(x)
+    assert outputs.shape == (4, 70, 2 * hidden) and model.head.in_features == 2 * hidden
+    both_ends = torch.cat([outputs[:, -1, :hidden], outputs[:, 0, hidden:]], dim=-1)
+    torch.testing.assert_close(model.backbone.last_features(state), both_ends)
+    torch.testing.assert_close(model(x), model.head(both_ends))
+    # the first input reaches the prediction through the backward direction's final state alone too
+    backward_only = model.head.weight[:, hidden:] @ model.backbone.last_features(state)[:, hidden:].T
+    (grad,) = torch.autograd.grad(backward_only.sum(), x)
+    assert grad[:, 0].abs().sum() > 0 and grad[:, -1].abs().sum() > 0
+
+
+def test_an_every_step_head_of_a_whole_sequence_task_takes_a_bidirectional_backbone():
+    """Copy memory (every-step, not a stream) is no language model: both directions feed each step's output."""
+    from tasks.copy_memory import CopyMemory
+
+    task = CopyMemory(seq_len=10).task_spec
+    model = SequenceModel(task, RNNConfig(cell="gru", hidden_size=6, bidirectional=True))
+    out = model(torch.randint(0, task.input_size, (3, 30)))
+    assert out.shape == (3, 30, task.output_size) and model.head.in_features == 12

@@ -125,7 +125,7 @@ def test_list_models_with_wildcards(isolated):
     assert list_models("*", pretrained=False) == sorted(list_models("*", pretrained=False))
     assert "rnn_tanh_identity_clip1.tiny" not in list_models(pretrained=False)
     assert architecture("irnn_1x128").recurrent_init == "identity"
-    with pytest.raises(ZooError, match="unknown architecture 'lstm_9x9'; valid choices: cornn_1x128, .*gru_1x128"):
+    with pytest.raises(ZooError, match="unknown architecture 'lstm_9x9'; valid choices: bigru_1x128, bilstm_1x128, cornn_1x128, .*gru_1x128"):
         architecture("lstm_9x9")
 
 

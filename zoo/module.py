@@ -24,7 +24,7 @@ from torch import nn
 from zoo.errors import ZooError, check_choice, check_float, check_int
 from zoo.metrics import build_metrics
 from zoo.models.rnn import RNNBackbone, RNNConfig
-from zoo.optim import OptimConfig, build_optimizer, build_schedule
+from zoo.optim import OptimConfig, build_optimizer, build_schedule, parameter_groups
 from zoo.task_spec import TaskSpec
 
 
@@ -92,6 +92,11 @@ class SequenceModel(L.LightningModule):
         self.task = TaskSpec.coerce(task)
         self.backbone_config = RNNConfig.coerce(backbone)
         self.optim_config = OptimConfig.coerce(optim)
+        if self.task.stateful and self.backbone_config.bidirectional:
+            raise ZooError(f"a bidirectional backbone cannot learn task {self.task.name!r}: it is a language model "
+                           "(a stream predicted token by token), and the backward direction would read each token "
+                           "before predicting it, seeing the future; use a unidirectional backbone "
+                           "(bidirectional false)")
         self.l1 = check_float("l1", l1, low=0.0)
         self.l2 = check_float("l2", l2, low=0.0)
         io_dropout = check_float("io_dropout", io_dropout, low=0.0, high=1.0, high_open=True)
@@ -137,6 +142,7 @@ class SequenceModel(L.LightningModule):
             if not tie_weights:
                 nn.init.uniform_(self.head.weight, -EMBEDDING_INIT_RANGE, EMBEDDING_INIT_RANGE)
             nn.init.zeros_(self.head.bias)
+        parameter_groups(self.named_parameters(), self.optim_config)  # a bad optim.group_lrs fails here, not at fit
         self.val_metrics = build_metrics(self.task, prefix="val_")
         self.test_metrics = build_metrics(self.task, prefix="test_")
         self._state: Any = None  # the recurrent state carried between batches of a stateful task
@@ -370,7 +376,7 @@ class SequenceModel(L.LightningModule):
 
     # ----------------------------------------------------------------- optimizer
     def configure_optimizers(self) -> Any:
-        optimizer = build_optimizer(self.parameters(), self.optim_config)
+        optimizer = build_optimizer(parameter_groups(self.named_parameters(), self.optim_config), self.optim_config)
         schedule = build_schedule(optimizer, self.optim_config, total_steps=self._total_steps())
         if schedule is None:
             return optimizer

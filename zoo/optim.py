@@ -8,8 +8,10 @@ instead (see there).
 
 from __future__ import annotations
 
+import fnmatch
+import math
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, get_args
 
 import torch
@@ -37,6 +39,17 @@ class OptimConfig:
     et al.'s "halve after the 4th epoch" is ``gamma=0.5, step_size=1, decay_start=4``.
     ``plateau``: multiply by ``gamma`` when ``monitor`` has not improved for ``patience`` validations.
     ``cosine``: anneal to zero over the run's total optimizer steps, stepping every batch.
+
+    ``group_lrs`` gives some parameters a learning rate of their own: ``{pattern: lr}``, where a
+    parameter whose full name (as ``model.named_parameters()`` spells it, e.g.
+    ``backbone.rnn.skew_weight_hh_l0``) matches the shell-style ``pattern`` trains at that lr
+    and every other parameter at ``lr``. Each pattern must match at least one parameter of the
+    model and no parameter may match two (``parameter_groups`` checks both when the model is
+    built). The schedule scales every group's lr alike; ``weight_decay`` and ``momentum`` are
+    the same for all. expRNN's paper trains its orthogonal parameters 10x slower this way:
+    ``group_lrs={"*.skew_weight_hh_*": 7e-5}`` beside ``lr=7e-4``. Empty (the default), the
+    optimizer has the one group it always had, and ``to_dict`` leaves the field out, so a
+    config written before it existed reads and writes the same.
     """
 
     name: OptimizerName = "adam"
@@ -49,12 +62,20 @@ class OptimConfig:
     gamma: float = 0.5
     patience: int = 2
     monitor: str = "val_loss"
+    group_lrs: dict[str, float] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         check_choice("optimizer", self.name, OPTIMIZERS)
-        lr_ok = isinstance(self.lr, (int, float)) and not isinstance(self.lr, bool) and 0 < self.lr < float("inf")
-        if not lr_ok:
-            raise ZooError(f"lr must be a number > 0, got {self.lr!r}")
+        check_lr("lr", self.lr)
+        if not isinstance(self.group_lrs, dict):
+            raise ZooError(f"group_lrs must be a mapping of parameter-name patterns to learning rates, such as "
+                           f"{{'*.skew_weight_hh_*': 7e-5}}, got {self.group_lrs!r}")
+        for pattern, lr in self.group_lrs.items():
+            if not (isinstance(pattern, str) and pattern):
+                raise ZooError(f"group_lrs: each key must be a parameter-name pattern such as '*.skew_weight_hh_*', "
+                               f"got {pattern!r}")
+            check_lr(f"group_lrs[{pattern!r}]", lr)
+        object.__setattr__(self, "group_lrs", dict(self.group_lrs))  # a copy: the config stays as it was built
         check_float("momentum", self.momentum, low=0.0, high=1.0, high_open=True)
         if self.momentum and self.name not in WITH_MOMENTUM:
             raise ZooError(
@@ -72,14 +93,56 @@ class OptimConfig:
             raise ZooError(f"monitor must be the name of a logged metric such as 'val_loss', got {self.monitor!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Plain JSON; ``group_lrs`` only when it has a pattern (see the class docstring)."""
+        values = asdict(self)
+        if not values["group_lrs"]:
+            del values["group_lrs"]
+        return values
 
     @classmethod
     def coerce(cls, value: OptimConfig | dict[str, Any]) -> OptimConfig:
         return coerce_config(cls, value, "optim")
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], config: OptimConfig) -> torch.optim.Optimizer:
+def check_lr(setting: str, value: Any) -> float:
+    """A learning rate: a finite number > 0."""
+    if not (isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < math.inf):
+        raise ZooError(f"{setting} must be a number > 0, got {value!r}")
+    return value
+
+
+def parameter_groups(named_parameters: Iterable[tuple[str, torch.nn.Parameter]],
+                     config: OptimConfig) -> list[torch.nn.Parameter] | list[dict[str, Any]]:
+    """What ``build_optimizer`` takes: the parameters as they are, or split into groups by ``config.group_lrs``.
+
+    Without ``group_lrs``, every parameter in order (one group at ``config.lr``, as always).
+    With it, the parameters no pattern matches (at ``config.lr``), then one group per pattern,
+    in the config's order, at that pattern's lr. A pattern that matches no parameter is an
+    error listing the model's parameter names (the valid choices); a parameter that two
+    patterns match is an error naming both.
+    """
+    named = list(named_parameters)
+    if not config.group_lrs:
+        return [param for _, param in named]
+    grouped: dict[str, list[torch.nn.Parameter]] = {pattern: [] for pattern in config.group_lrs}
+    rest = []
+    for name, param in named:
+        matched = [pattern for pattern in config.group_lrs if fnmatch.fnmatchcase(name, pattern)]
+        if len(matched) > 1:
+            raise ZooError(f"parameter {name!r} matches group_lrs patterns {matched[0]!r} and {matched[1]!r}; "
+                           "give each parameter one learning rate")
+        (grouped[matched[0]] if matched else rest).append(param)
+    unmatched = [pattern for pattern, params in grouped.items() if not params]
+    if unmatched:
+        raise ZooError(f"group_lrs pattern {unmatched[0]!r} matches no parameter of the model; its parameters: "
+                       f"{', '.join(name for name, _ in named)}")
+    groups = [{"params": rest}] if rest else []
+    return groups + [{"params": params, "lr": config.group_lrs[pattern]} for pattern, params in grouped.items()]
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter] | Iterable[dict[str, Any]],
+                    config: OptimConfig) -> torch.optim.Optimizer:
+    """The optimizer over ``params``: parameters, or parameter groups (``parameter_groups``) with their own lr."""
     kwargs: dict[str, Any] = dict(lr=config.lr, weight_decay=config.weight_decay)
     if config.name == "sgd":
         return torch.optim.SGD(params, momentum=config.momentum, **kwargs)

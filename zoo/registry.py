@@ -220,6 +220,43 @@ def irnn_1x128() -> RNNConfig:
 
 
 @register_model
+def rnn_leaky_relu_1x128() -> RNNConfig:
+    """The vanilla RNN with leaky ReLU (slope 0.01) and PyTorch's default init, beside the tanh reference."""
+    return RNNConfig(cell="rnn", nonlinearity="leaky_relu", hidden_size=128)
+
+
+@register_model
+def rnn_elu_1x128() -> RNNConfig:
+    """The vanilla RNN with ELU and PyTorch's default init, beside the tanh reference."""
+    return RNNConfig(cell="rnn", nonlinearity="elu", hidden_size=128)
+
+
+@register_model
+def lstm_2x128() -> RNNConfig:
+    """Two stacked LSTM layers of 128, no dropout between them."""
+    return RNNConfig(cell="lstm", hidden_size=128, num_layers=2)
+
+
+@register_model
+def gru_2x128() -> RNNConfig:
+    """Two stacked GRU layers of 128, no dropout between them."""
+    return RNNConfig(cell="gru", hidden_size=128, num_layers=2)
+
+
+@register_model
+def bilstm_1x128() -> RNNConfig:
+    """A bidirectional LSTM layer of 128 a direction: a whole-sequence head reads both directions' final states
+    (256 features); refused on a language model, where the backward direction would see the future."""
+    return RNNConfig(cell="lstm", hidden_size=128, bidirectional=True)
+
+
+@register_model
+def bigru_1x128() -> RNNConfig:
+    """A bidirectional GRU layer of 128 a direction (see ``bilstm_1x128``)."""
+    return RNNConfig(cell="gru", hidden_size=128, bidirectional=True)
+
+
+@register_model
 def lstm_2x200() -> RNNConfig:
     """Zaremba et al. 2014, "small": every weight U(-0.1, 0.1)."""
     return RNNConfig(cell="lstm", hidden_size=200, num_layers=2, input_init="uniform", recurrent_init="uniform",
@@ -274,6 +311,12 @@ def exprnn_1x170() -> RNNConfig:
 @register_model
 def exprnn_1x360() -> RNNConfig:
     return RNNConfig(cell="exprnn", hidden_size=360, cell_options={"init": "cayley"})
+
+
+@register_model
+def exprnn_1x128() -> RNNConfig:
+    """expRNN at the adding problem's 128 units, Henaff init as the authors' synthetic (copy) task has it."""
+    return RNNConfig(cell="exprnn", hidden_size=128, cell_options={"init": "henaff"})
 
 
 @register_model

@@ -27,7 +27,9 @@ class TaskSpec:
     result so that "0.16 MSE" can be read as "learnt nothing". ``input_size`` is the
     vocabulary size when ``input_kind`` is "tokens". ``stateful`` tasks (language
     models) carry the recurrent state from one batch to the next, detached, because
-    their batches are consecutive windows of the same streams.
+    their batches are consecutive windows of the same streams; their every-step target
+    is the stream's next token, so a model of one may read only the past, and
+    ``SequenceModel`` refuses a bidirectional backbone for them.
 
     ``baseline_margin`` is the share of the way from the trivial baseline to a perfect
     score (``PERFECT``) that a run must cover on the test set to count as having learnt

@@ -109,13 +109,16 @@ LAUGH_CASES = {
     "fit-config-other-suffix": ("fit", f"model:\n  l1: {LAUGHS}\n"),
     "fit-config-inline": ("inline", f"{{trainer: {{default_root_dir: {LAUGHS}}}}}"),
     "fit-config-self-loop": ("fit", f"trainer:\n  default_root_dir: {LOOP}\n"),
+    "fit-option-inline": ("option", f"{{cell: gru, cell_options: {{k: {LAUGHS}}}}}"),
+    "fit-option-inline-self-loop": ("option", f"{{cell: gru, cell_options: {{k: {LOOP}}}}}"),
 }
 
 BILLION_LAUGHS = Trial(
     "configs", "YAML anchors that expand to gigabytes (billion laughs)",
     does="A 500-byte file whose nine anchors expand to 10^9 strings, and a list that holds itself, placed in a model "
          "config's name, clip_val, cell_options or module settings, in `zoo bench run --model_config`, and in "
-         "`zoo fit --config` (a .yaml file, a file of another suffix, inline). `yaml.safe_load` builds aliases as "
+         "`zoo fit --config` (a .yaml file, a file of another suffix, inline) and inline as the value of another "
+         "`zoo fit` option (`--model.backbone`). `yaml.safe_load` builds aliases as "
          "shared references, so parsing is instant; what would hang is whatever walks the result next (a type "
          "check's message, `str()`, jsonargparse, the record's JSON). Each case runs in a child process, killed "
          "if it is still running after 60 s.",
@@ -136,6 +139,7 @@ def test_billion_laughs_are_refused_before_anything_walks_them(tmp_path, forker,
         assert child.result["type"] == "ZooError", child.result
     else:
         argv = (["bench", "run", BENCH, "--tier", TIER, "--model_config", str(path), "--records", "r"] if kind == "bench"
+                else [*FIT, "--model.backbone", text] if kind == "option"
                 else [*FIT, "--config", text if kind == "inline" else str(path)])
         child = forker.zoo(*argv, cwd=tmp_path, kill_after=60)
         assert not child.killed, f"{case}: still running after 60 s"
@@ -245,3 +249,25 @@ def test_the_same_folder_without_the_hostile_record_builds(tmp_path, uninterrupt
     csv = (tmp_path / "out" / f"{BENCH}.{TIER}.csv").read_text().splitlines()
     header, row = csv[0].split(","), csv[1].split(",")
     assert row[header.index("model")] == MODEL and row[header.index("runs")] == "2"
+
+
+OVERSIZED_VALUES = Trial(
+    "configs", "oversized values on the command line",
+    does="`zoo fit` given a 2 MiB value inline: to `--config`, to `--model.backbone` (as `--opt value` and as "
+         "`--opt=value`), each parsed as YAML by jsonargparse if it got that far.",
+    promise="One error naming the option and the byte limit (1 MiB, a config file's), before anything parses, "
+            "runs or writes.")
+
+
+@OVERSIZED_VALUES
+@pytest.mark.parametrize("form", ["config", "option", "option-equals"])
+def test_an_oversized_inline_value_is_refused_naming_the_option(tmp_path, forker, form):
+    value = "{cell: gru, cell_options: {k: '" + "x" * (2 << 20) + "'}}"
+    argv = {"config": [*FIT, "--config", "{model: " + value + "}"], "option": [*FIT, "--model.backbone", value],
+            "option-equals": [*FIT, f"--model.backbone={value}"]}[form]
+    child = forker.zoo(*argv, cwd=tmp_path, kill_after=60)
+    assert not child.killed and child.code == 2, child.err[-2000:]
+    option = "--config" if form == "config" else "--model.backbone"
+    assert f"the value given to {option}" in child.err and "over the 1,048,576 a config or a value may have" in child.err
+    assert len(child.err.strip().splitlines()) == 1
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".child")] == []

@@ -113,3 +113,34 @@ def test_a_good_download_is_cached_and_then_used_without_its_address(tmp_path, c
     assert path.read_bytes() == published and cache in path.parents
     site.unlink()
     assert _fetch(name) == path
+
+
+SWAP = Trial(
+    "data", "data file swapped after its check",
+    does="A PTB word file and the MNIST test images are fetched (checked against their sha256), then replaced in "
+         "the cache, before the task reads them, by a file of the same size whose size and mtime are set back to "
+         "the checked file's (so a check remembered by size and mtime would pass): one bit flipped, or another file.",
+    promise="Reading the swapped file is one error naming it and saying it changed after it was checked; no task "
+            "parses bytes that were not hashed as they were read.")
+
+
+@SWAP
+@pytest.mark.parametrize("name", ["ptb/ptb.train.txt", "mnist/t10k-images-idx3-ubyte.gz"])
+def test_a_file_swapped_after_its_check_is_refused_when_read(tmp_path, cache, name):
+    import os
+
+    from tasks.mnist import IMAGE_MAGIC, read_idx
+
+    published = _ptb_text() if name.startswith("ptb") else _mnist_gz()
+    _serve(tmp_path, name, published, published, None)
+    path = _fetch(name)
+    assert datafiles.read_checked(path) == published  # the control: the checked file reads
+    before = path.stat()
+    swapped = path.with_name(path.name + ".swap")
+    swapped.write_bytes(_flip(published))
+    os.replace(swapped, path)  # an atomic swap, as another process would make it
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    read = (lambda: read_idx(path, IMAGE_MAGIC)) if name.startswith("mnist") else (lambda: datafiles.read_checked(path))
+    with pytest.raises(ZooError, match=rf"data file .*{re.escape(path.name)} changed after it was checked") as err:
+        read()
+    assert "\n" not in str(err.value)

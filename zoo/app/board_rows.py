@@ -56,6 +56,20 @@ def load_board(root: str | os.PathLike) -> list[dict[str, Any]]:
     return records
 
 
+def activation_of(backbone: dict[str, Any]) -> str:
+    """What a record's board row calls its activation: the config's nonlinearity, else the cell's default one
+    (IndRNN's relu, the vanilla cell's tanh), else what the cell says of itself (``Cell.activation``)."""
+    from zoo.cells import cell_names, get_cell
+
+    if backbone.get("nonlinearity"):
+        return backbone["nonlinearity"]
+    if backbone["cell"] not in cell_names():  # a record of a cell this install does not have
+        return "–"
+    cell = get_cell(backbone["cell"])
+    option = cell.options.get("nonlinearity")
+    return option.default if option is not None else cell.activation
+
+
 def describe(record: dict[str, Any]) -> dict[str, Any]:
     """The columns that say what a model is, read from the record's config."""
     backbone, trainer = record["config"]["model"]["backbone"], record["config"]["trainer"]
@@ -67,7 +81,7 @@ def describe(record: dict[str, Any]) -> dict[str, Any]:
     clip = trainer["gradient_clip_val"]
     return {
         "cell": f"{backbone['cell']} {layers}",
-        "activation": backbone.get("nonlinearity") or ("tanh" if backbone["cell"] == "rnn" else "gated"),
+        "activation": activation_of(backbone),
         "init": init,
         "clip": f"{trainer['gradient_clip_algorithm']} {clip:g}" if clip else "none",
     }

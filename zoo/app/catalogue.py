@@ -6,7 +6,8 @@ executes a config, the record keeps it, and ``zoo reproduce`` runs it again from
 record, so a change here never changes what an old record means.
 
 Tiers: ``smoke`` runs in seconds (CI), ``cpu`` fits a 2-core machine (minutes to about
-an hour a run), ``full`` is the papers' budgets, for a GPU.
+an hour a run; ``scripts/cpu_hours.py`` prints what the whole tier costs), ``full`` is the
+papers' budgets, for a GPU.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ import itertools
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from zoo.app.recipes import ADDING_REFERENCE, LM_REFERENCE, Recipe, adding_frontier, smnist_frontier
+from zoo.app.recipes import (ADDING_REFERENCE, LM_REFERENCE, REFERENCE_VARIANTS, Recipe, adding_frontier,
+                              copy_frontier, smnist_frontier)
 from zoo.cadence import DIAGNOSTICS_EVERY_N_STEPS
 from zoo.errors import check_choice
 from zoo.models.rnn import RNNConfig
@@ -26,7 +28,7 @@ from zoo.registry import architecture
 TIERS = ("smoke", "cpu", "full")
 DEFAULT_SEEDS = (0, 1, 2)
 # Every cpu and full run validates at least this often, so its record's learning curve has
-# this many validation points (``tests/app/test_catalogue.py`` checks each budget).
+# this many validation points (``tests/test_bench.py`` checks each budget).
 MIN_VAL_POINTS = 20
 
 
@@ -111,7 +113,7 @@ class Benchmark:
             "model": {
                 "name": recipe.name,
                 "backbone": asdict(recipe.backbone),
-                "optim": asdict(recipe.optim),
+                "optim": recipe.optim.to_dict(),  # asdict, less an unset group_lrs (OptimConfig.to_dict)
                 "module": dict(recipe.module),
             },
             "trainer": {
@@ -144,12 +146,14 @@ def adding(seq_len: int) -> Benchmark:
     return Benchmark(
         name=f"adding_t{seq_len}",
         description=f"The adding problem at T={seq_len}: sum the two marked numbers; target test MSE 0.01 "
-                    "(trivial: 0.1667). Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0; the "
-                    "frontier cells with their papers' settings where they give them (IndRNN Adam 2e-4 with "
-                    "|u| <= 2^(1/T); coRNN Adam 2e-2, unclipped).",
+                    "(trivial: 0.1667). Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0, for the "
+                    "tanh, IRNN, leaky-ReLU and ELU RNNs, LSTM, GRU, their 2-layer stacks and bidirectional LSTM and "
+                    "GRU; the frontier cells with their papers' settings where they give them (IndRNN Adam 2e-4 with "
+                    "|u| <= 2^(1/T); coRNN Adam 2e-2, unclipped; expRNN RMSprop 2e-4, its orthogonal part 2e-5, "
+                    "unclipped).",
         data_class="AddingProblem",
         data_args={"seq_len": seq_len},
-        models={**ADDING_REFERENCE, **adding_frontier(seq_len)},
+        models={**ADDING_REFERENCE, **adding_frontier(seq_len), **REFERENCE_VARIANTS},
         tiers={
             "smoke": ADDING_SMOKE,
             "cpu": Budget(max_steps=ADDING_CPU_STEPS[seq_len]),
@@ -257,10 +261,14 @@ def copy_memory(seq_len: int) -> Benchmark:
         name=f"copy_t{seq_len}",
         description=f"Copy memory (Arjovsky et al. 2016) with a delay of T={seq_len}: recall 10 symbols; accuracy over "
                     "all T+20 steps, target 10 symbols in 99% right; memoryless baseline cross-entropy 10 ln 8 / "
-                    "(T+20). Hidden 128, batch 128, Adam 1e-3, clip norm 1.0.",
+                    "(T+20). Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0, for the seeds' RNNs, "
+                    "LSTMs and GRUs (2-layer and bidirectional too); the frontier cells with the adding problem's "
+                    "settings, expRNN with its paper's copy-task ones (190 units, RMSprop 2e-4, its orthogonal "
+                    "part 2e-5, unclipped).",
         data_class="CopyMemory",
         data_args={"seq_len": seq_len},
-        models={name: ADDING_REFERENCE[name] for name in ("lstm_1x128", "gru_1x128", "rnn_tanh_1x128")},
+        models={**{name: ADDING_REFERENCE[name] for name in ("lstm_1x128", "gru_1x128", "rnn_tanh_1x128")},
+                "irnn_1x128": ADDING_REFERENCE["irnn_1x128"], **REFERENCE_VARIANTS, **copy_frontier(seq_len)},
         tiers={
             "smoke": ADDING_SMOKE,
             "cpu": Budget(max_steps=COPY_CPU_STEPS[seq_len]),
@@ -286,29 +294,57 @@ SMNIST_MODELS = {
         backbone=dataclasses.replace(ADDING_REFERENCE["lstm_1x128"].backbone, forget_bias=SMNIST_FORGET_BIAS)),
     **{name: ADDING_REFERENCE[name] for name in ("gru_1x128", "irnn_1x128")},
 }
+
+
+def with_forget_bias(recipe: Recipe) -> Recipe:
+    """An LSTM recipe with sMNIST's forget-gate bias (``SMNIST_FORGET_BIAS``); any other recipe as it is."""
+    if recipe.backbone.cell != "lstm":
+        return recipe
+    return dataclasses.replace(recipe, backbone=dataclasses.replace(recipe.backbone, forget_bias=SMNIST_FORGET_BIAS))
+
+
+# The seeds' other models on (p)sMNIST: the tanh RNN and the variants, the LSTMs with the same forget-gate bias.
+SMNIST_VARIANTS = {name: with_forget_bias(recipe)
+                   for name, recipe in {"rnn_tanh_1x128": ADDING_REFERENCE["rnn_tanh_1x128"],
+                                        **REFERENCE_VARIANTS}.items()}
 SMNIST_CPU_EPOCHS = 10  # about an hour a run here for the LSTM; the full tier has the papers' 50 and more
+# The frontier papers' own test accuracies (issue 21), each from its table or its authors' repository; published
+# figures not found in any source to hand (expRNN's Table 2; LRU, minGRU and minLSTM report no (p)sMNIST) are left out.
+SMNIST_FRONTIER_ANCHORS: dict[bool, tuple[Anchor, ...]] = {
+    False: (Anchor(0.990, "IndRNN 6x128", "Li et al. 2018, Table 1 (error 1.0 %)"),
+            Anchor(0.994, "coRNN 256", "Rusch & Mishra 2021, results table of the authors' README (tk-rusch/coRNN)"),
+            Anchor(0.995, "LEM 128", "Rusch et al. 2022, results table of the authors' README (tk-rusch/LEM, "
+                                     "October 2021)")),
+    True: (Anchor(0.960, "IndRNN 6x128", "Li et al. 2018, Table 1 (error 4.0 %)"),
+           Anchor(0.973, "coRNN 256", "Rusch & Mishra 2021, results table of the authors' README (tk-rusch/coRNN)"),
+           Anchor(0.966, "LEM 128", "Rusch et al. 2022, results table of the authors' README (tk-rusch/LEM, "
+                                    "October 2021)")),
+}
 MNIST_SMOKE = Budget(max_epochs=1, limit_train_batches=3, limit_eval_batches=1, seeds=(0,))
 
 
 def smnist(permuted: bool) -> Benchmark:
     name = "psmnist" if permuted else "smnist"
     anchors = ((Anchor(0.880, "LSTM 128", "Arjovsky et al. 2016, Table 1"),
-                Anchor(0.820, "IRNN 100", "Le et al. 2015"))
+                Anchor(0.820, "IRNN 100", "Le et al. 2015"),
+                *SMNIST_FRONTIER_ANCHORS[True])
                if permuted else
                (Anchor(0.982, "LSTM 128", "Arjovsky et al. 2016, Table 1"),
-                Anchor(0.970, "IRNN 100", "Le et al. 2015")))
+                Anchor(0.970, "IRNN 100", "Le et al. 2015"),
+                *SMNIST_FRONTIER_ANCHORS[False]))
     return Benchmark(
         name=name,
         description=f"{'Permuted s' if permuted else 'S'}equential MNIST: 784 pixels one at a time "
                     f"{'in a fixed permutation (seed 0) ' if permuted else ''}then classify; 55,000 / 5,000 / "
                     "10,000 images. Hidden 128, batch 128, Adam 1e-3 (IRNN 1e-4), clip norm 1.0; "
-                    f"the LSTM's forget-gate bias starts at {SMNIST_FORGET_BIAS:g}.",
+                    f"the LSTMs' forget-gate bias starts at {SMNIST_FORGET_BIAS:g}; the frontier cells with their "
+                    "papers' or authors' code's settings (zoo/app/recipes.py says which).",
         data_class="SequentialMNIST",
         data_args={"variant": "pixel", "permuted": permuted},
-        models={**SMNIST_MODELS, **smnist_frontier(permuted)},
+        models={**SMNIST_MODELS, **smnist_frontier(permuted), **SMNIST_VARIANTS},
         tiers={
             "smoke": MNIST_SMOKE,
-            "cpu": Budget(max_epochs=SMNIST_CPU_EPOCHS, seeds=(0,)),
+            "cpu": Budget(max_epochs=SMNIST_CPU_EPOCHS),
             "full": Budget(max_epochs=50, accelerator="auto"),
         },
         tolerance=0.005,
@@ -321,7 +357,7 @@ LM_SMOKE = Budget(max_epochs=1, limit_train_batches=5, limit_eval_batches=2, see
 
 
 def word_lm(name: str, corpus: str, model: str, *, batch_size: int, bptt: int, epochs: int, cpu_epochs: int,
-            anchor: Anchor, origin: str) -> Benchmark:
+            anchor: Anchor, origin: str, more_anchors: tuple[Anchor, ...] = ()) -> Benchmark:
     """A word-level language-model benchmark: one published recipe, its corpus settings and its perplexity."""
     return Benchmark(
         name=name,
@@ -332,19 +368,23 @@ def word_lm(name: str, corpus: str, model: str, *, batch_size: int, bptt: int, e
         models={model: LM_REFERENCE[model]},
         tiers={
             "smoke": LM_SMOKE,
-            "cpu": Budget(max_epochs=cpu_epochs, seeds=(0,)),
+            "cpu": Budget(max_epochs=cpu_epochs),
             "full": Budget(max_epochs=epochs, accelerator="auto"),
         },
         stop_at_target=False,
         tolerance=1.0,
-        anchors=(anchor,),
+        anchors=(anchor, *more_anchors),
     )
 
 
 PTB_WORD = word_lm("ptb_word", "ptb", "lstm_2x200", batch_size=20, bptt=20, epochs=13, cpu_epochs=13,
                    origin="Zaremba et al. 2014 'small'",
                    anchor=Anchor(115.9, "lstm_2x200", "Zaremba et al. 2014 'small', TensorFlow's ptb_word_lm "
-                                                      "reproduction"))
+                                                      "reproduction"),
+                   # The frontier papers' PTB word perplexities (issue 21), with their own far larger budgets.
+                   more_anchors=(Anchor(65.3, "res-IndRNN 11 layers", "Li et al. 2018, Table 3"),
+                                 Anchor(72.8, "LEM, one layer", "Rusch et al. 2022, results table of the authors' "
+                                                                "README (tk-rusch/LEM, October 2021)")))
 WIKITEXT2_WORD = word_lm("wikitext2_word", "wikitext2", "lstm_2x200_tied", batch_size=20, bptt=35, epochs=40,
                          cpu_epochs=6, origin="pytorch/examples word_language_model --tied",
                          anchor=Anchor(100.3, "lstm_2x200_tied", "pytorch/examples word_language_model, 40 "
@@ -360,11 +400,15 @@ PTB_CHAR = Benchmark(
                                  OptimConfig(name="adam", lr=2e-3), clip_val=1.0, module={"embedding_size": 128})},
     tiers={
         "smoke": LM_SMOKE,
-        "cpu": Budget(max_epochs=3, seeds=(0,)),
+        "cpu": Budget(max_epochs=3),
         "full": Budget(max_epochs=50, accelerator="auto"),
     },
     stop_at_target=False,
     tolerance=0.01,
+    # The frontier papers' PTB character figures (issue 21), with their own far larger networks and budgets.
+    anchors=(Anchor(1.26, "IndRNN 6 layers, 50 steps", "Li et al. 2018, Table 2"),
+             Anchor(1.25, "LEM, one layer", "Rusch et al. 2022, results table of the authors' README (tk-rusch/LEM, "
+                                            "October 2021)")),
 )
 
 BENCHMARKS: dict[str, Benchmark] = {

@@ -23,7 +23,7 @@ import torch
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import LightningCLI
 
-from zoo.app.config_files import load_yaml, read_yaml
+from zoo.app.config_files import check_inline_value, load_yaml, read_yaml
 from zoo.diagnostics import DIAGNOSTICS_EVERY_N_STEPS, default_diagnostics
 from zoo.errors import ZooError, check_choice, check_float, check_int
 from zoo.init import INIT_SCHEMES
@@ -250,6 +250,12 @@ def check_arguments(args: list[str]) -> None:
     a value outside an option's choices (on the command line or in a config file)."""
     from tasks import DATAMODULES
 
+    for index, arg in enumerate(args):
+        # Every value is YAML to jsonargparse; bounded here first, as config files are (zoo.app.config_files).
+        option, equals, value = arg.partition("=") if arg.startswith("--") else ("", "", arg)
+        if equals or not arg.startswith("-"):
+            name = option or (args[index - 1] if index and args[index - 1].startswith("-") else "an argument")
+            check_inline_value(value, f"the value given to {name} ({value[:40]!r}{'...' if len(value) > 40 else ''})")
     for value in _option_values(args, "--data"):
         if value.isidentifier() and value not in _datamodule_names():
             raise ZooError(f"unknown DataModule {value!r} (--data); valid choices: {', '.join(DATAMODULES)}, "

@@ -13,6 +13,7 @@ most that many steps, whatever the file.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -71,3 +72,28 @@ def read_yaml(path: str | os.PathLike, what: str) -> Any:
     except UnicodeDecodeError as err:
         raise ZooError(f"{what} is not valid YAML: {err}") from None
     return load_yaml(text, what)
+
+
+# YAML's anchor (&a) or alias (*a) where a node may start: the only way a short value expands to a big one.
+ANCHOR_OR_ALIAS = re.compile(r"(?:^|[\s\[{,:-])[&*][^\s\[\]{},]")
+
+
+def check_inline_value(value: str, what: str) -> None:
+    """A value given on the command line, which jsonargparse parses as YAML: bounded as a config file is.
+
+    Over ``MAX_CONFIG_BYTES`` it is refused outright; one with YAML anchors or aliases is parsed
+    here first (plain data only) and refused if it expands past ``MAX_VALUES``. A value that is
+    not valid YAML is left to the parser, which reads it as a string or names the bad option.
+    """
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_CONFIG_BYTES:
+        raise ZooError(f"{what} is {size:,} bytes, over the {MAX_CONFIG_BYTES:,} a config or a value may have")
+    if not ANCHOR_OR_ALIAS.search(value):
+        return
+    try:
+        data = yaml.safe_load(value)
+    except (yaml.YAMLError, RecursionError):
+        return
+    if expanded_values_over(data):
+        raise ZooError(f"{what} expands to more than {MAX_VALUES:,} values once its aliases (*name) are "
+                       "followed, as a 'billion laughs' file does; a value is a setting, so it is refused")

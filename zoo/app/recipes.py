@@ -82,6 +82,27 @@ ADDING_REFERENCE: dict[str, Recipe] = {
     )
 }
 
+# The seeds' other models (issue 22) on the references' recipe (Adam 1e-3, clip norm 1.0, PyTorch's default init):
+# the vanilla RNN with leaky ReLU and with ELU beside tanh and IRNN, 2-layer LSTM and GRU stacks, and bidirectional
+# LSTM and GRU, which only whole-sequence tasks take (a language model refuses them: zoo.module.SequenceModel).
+REFERENCE_VARIANTS: dict[str, Recipe] = {
+    name: Recipe(name, architecture(name))
+    for name in ("rnn_leaky_relu_1x128", "rnn_elu_1x128", "lstm_2x128", "gru_2x128", "bilstm_1x128", "bigru_1x128")
+}
+
+# expRNN (Lezcano-Casado & Martinez-Rubio 2019) as the authors' commands train it (the lezcano/expRNN README from
+# January to September 2019, "Commands to Reproduce the Experiments"; the copy task's and sMNIST's values are also
+# the defaults of its 1_copying.py and 2_mnist.py):
+# RMSprop (PyTorch's defaults besides the lr), its orthogonal parameters X at a tenth of the lr, no clipping.
+# sMNIST: 170 units, Cayley init, lr 7e-4 / 7e-5; psMNIST: 170 units, lr 1e-3 / 1e-4; copy: 190 units, Henaff
+# init, lr 2e-4 / 2e-5.
+EXPRNN_ORTHOGONAL = "*.skew_weight_hh_*"  # X of every layer and direction (zoo.cells.exprnn.orthogonal_parameters)
+
+
+def exprnn_optim(lr: float, orthogonal_lr: float) -> OptimConfig:
+    """RMSprop at ``lr``, expRNN's orthogonal parameters at ``orthogonal_lr`` (``OptimConfig.group_lrs``)."""
+    return OptimConfig(name="rmsprop", lr=lr, group_lrs={EXPRNN_ORTHOGONAL: orthogonal_lr})
+
 
 def adding_frontier(seq_len: int) -> dict[str, Recipe]:
     """The frontier cells (issue 21) on the adding problem at length ``seq_len``.
@@ -105,6 +126,41 @@ def adding_frontier(seq_len: int) -> dict[str, Recipe]:
             Recipe("mingru_3x128", architecture("mingru_3x128")),
             Recipe("minlstm_3x128", architecture("minlstm_3x128")),
             Recipe("lru_1x128", architecture("lru_1x128")),
+            # The bare LRU is linear from input to output, and the adding problem's answer is a product (marker x
+            # value), so it cannot be solved by it (its 3 cpu seeds at T=100 sit at the trivial 0.1667). The paper
+            # stacks LRUs in blocks with a GELU and a GLU between: lru_4x128 is that, on the references' recipe.
+            Recipe("lru_4x128", architecture("lru_4x128")),
+            # expRNN: the paper has no adding problem; 128 units with the authors' synthetic (copy) task's settings,
+            # Henaff init, RMSprop 2e-4 with the orthogonal part at 2e-5, unclipped.
+            Recipe("exprnn_1x128", architecture("exprnn_1x128"), exprnn_optim(2e-4, 2e-5), clip_val=None),
+        )
+    }
+
+
+def copy_frontier(seq_len: int) -> dict[str, Recipe]:
+    """The frontier cells on copy memory at delay ``seq_len`` (sequences of ``seq_len`` + 20 steps).
+
+    Of their papers only expRNN's runs the copy task; the others take the architectures and
+    settings they have on the adding problem (IndRNN's bound for this sequence length), with the
+    references' recipe (Adam 1e-3, clip norm 1.0) where their papers give none for this task.
+    """
+    indrnn = architecture("indrnn_2x128")
+    return {
+        recipe.name: recipe
+        for recipe in (
+            # Li et al. 2018 (and the authors' README): Adam lr 2e-4, |u| <= 2^(1/T) for the sequence's T + 20 steps.
+            Recipe("indrnn_2x128", dataclasses.replace(indrnn, cell_options={"recurrent_max_len": seq_len + 20}),
+                   OptimConfig(name="adam", lr=2e-4)),
+            # coRNN (the adding problem's dt 0.06, gamma 66, eps 15), LEM (dt 0.21), minGRU / minLSTM and LRU: no
+            # copy recipe in their papers, so the references' optimizer.
+            Recipe("cornn_1x128", architecture("cornn_1x128")),
+            Recipe("lem_1x128", architecture("lem_1x128")),
+            Recipe("mingru_3x128", architecture("mingru_3x128")),
+            Recipe("minlstm_3x128", architecture("minlstm_3x128")),
+            Recipe("lru_1x128", architecture("lru_1x128")),
+            Recipe("lru_4x128", architecture("lru_4x128")),  # the paper's blocks (see adding_frontier)
+            # Lezcano-Casado & Martinez-Rubio 2019, the copy task: 190 units, Henaff init, RMSprop 2e-4 / 2e-5.
+            Recipe("exprnn_1x190", architecture("exprnn_1x190"), exprnn_optim(2e-4, 2e-5), clip_val=None),
         )
     }
 
@@ -112,8 +168,9 @@ def adding_frontier(seq_len: int) -> dict[str, Recipe]:
 def smnist_frontier(permuted: bool) -> dict[str, Recipe]:
     """The frontier cells on (permuted) sequential MNIST with their papers' or authors' code's settings.
 
-    expRNN is left out until an optimizer group can give its orthogonal parameters their own
-    learning rate (the paper: RMSprop 7e-4, the orthogonal part 7e-5).
+    expRNN's orthogonal parameters train at their own learning rate (``exprnn_optim``). LRU,
+    minGRU and minLSTM have no (p)sMNIST recipe in their papers: they take the references'
+    (Adam 1e-3, clip norm 1.0), LRU in the paper's stacked blocks.
     """
     lem = architecture("lem_1x128")
     cornn = architecture("cornn_1x256")
@@ -132,6 +189,13 @@ def smnist_frontier(permuted: bool) -> dict[str, Recipe]:
             Recipe("cornn_1x256", cornn, OptimConfig(name="adam", lr=0.0054 if permuted else 0.0021), clip_val=None),
             # Li et al. 2018, Table 1's 6-layer IndRNN with batch norm: Adam lr 2e-4.
             Recipe("indrnn_6x128", architecture("indrnn_6x128"), OptimConfig(name="adam", lr=2e-4)),
+            # Lezcano-Casado & Martinez-Rubio 2019 (see EXPRNN_ORTHOGONAL): 170 units, Cayley init, RMSprop,
+            # sMNIST lr 7e-4 / orthogonal 7e-5, psMNIST lr 1e-3 / orthogonal 1e-4, unclipped.
+            Recipe("exprnn_1x170", architecture("exprnn_1x170"),
+                   exprnn_optim(1e-3, 1e-4) if permuted else exprnn_optim(7e-4, 7e-5), clip_val=None),
+            Recipe("lru_4x128", architecture("lru_4x128")),
+            Recipe("mingru_3x128", architecture("mingru_3x128")),
+            Recipe("minlstm_3x128", architecture("minlstm_3x128")),
         )
     }
 

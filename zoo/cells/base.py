@@ -171,6 +171,9 @@ class Cell:
     validate: Callable[[RNNConfig], None] | None = None
     modules: tuple[type, ...] = ()
     summary: str = ""  # one line for messages and listings, e.g. "the vanilla cell"
+    # The boards' "activation" column for this cell when it has no ``nonlinearity`` setting: what shapes its
+    # state update ("gated" for the cells whose keep/update gates do; "tanh" for coRNN's oscillator...).
+    activation: str = "gated"
     recurrence: str = ""  # for a cell without a square recurrent matrix: what its recurrence is, in words
     # The cell's own spectra, {"l0": {"radius", "sigma_max"}, ...}, for a recurrence the spectra cannot read
     # off a parameter: a matrix computed from one (expRNN's exp(A)) or a diagonal (IndRNN, the LRU).

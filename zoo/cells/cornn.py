@@ -162,6 +162,7 @@ def _sequence(module: nn.Module, params: Params, x: torch.Tensor, state: State) 
 CORNN = Cell(
     name="cornn",
     summary="the coupled oscillatory RNN",
+    activation="tanh",
     gates=("y", "z"),
     state=("h", "z"),
     options={

@@ -301,6 +301,7 @@ def _sequence(module: nn.Module, params: Params, x: torch.Tensor, state: State) 
 EXPRNN = Cell(
     name="exprnn",
     summary="the orthogonal expRNN",
+    activation="modrelu",
     gates=("",),
     state=("h",),
     input_weights=("weight_ih",),

@@ -346,6 +346,7 @@ class LRUCellDescriptor(Cell):
 LRU = LRUCellDescriptor(
     name="lru",
     summary="the Linear Recurrent Unit (Orvieto et al. 2023)",
+    activation="linear",
     gates=("",),
     state=("h", "x"),
     input_weights=("weight_ih", "B_re", "B_im"),

@@ -43,18 +43,21 @@ UNFINISHED = 3  # exit status: the call's window ended with pairs left
 MARGIN_S = 20  # stop the suite this long before the window's end: a killed child still needs a moment
 
 
-def missing_pairs(records: Path, name: str, tier: str) -> list[tuple[str, int]]:
+def missing_pairs(records: Path, name: str, tier: str, models: list[str] | None = None) -> list[tuple[str, int]]:
     """The (model, seed) pairs of ``name`` at ``tier`` that have no record under ``records`` yet."""
-    _, pairs = suite(name, tier)  # the very pairs `zoo bench run` would run
+    _, pairs = suite(name, tier, models=models)  # the very pairs `zoo bench run` would run
     return [(model, seed) for model, seed in pairs if not record_path(records, name, tier, model, seed).exists()]
 
 
-def run_suite(name: str, tier: str, state: Path, seconds_left: float, accelerator: str | None) -> str:
+def run_suite(name: str, tier: str, state: Path, seconds_left: float, accelerator: str | None,
+              models: list[str] | None = None) -> str:
     """One benchmark's suite in a child process, stopped when the window closes: "done", "deadline" or "failed"."""
     command = [sys.executable, "-m", "zoo", "bench", "run", name, "--tier", tier, "--records", str(state / "records"),
                "--weights", str(state / "weights"), "--checkpoints", str(state / "checkpoints"), "--no_progress"]
     if accelerator:
         command += ["--accelerator", accelerator]
+    if models:
+        command += ["--models", *models]
     child = subprocess.Popen(command, cwd=ROOT, start_new_session=True)
     try:
         code = child.wait(timeout=max(1.0, seconds_left))
@@ -74,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", default="runs/gpu_pack",
                         help="records, weights, checkpoints and progress, kept across calls")
     parser.add_argument("--accelerator", help="passed to zoo bench run (default: the tier's)")
+    parser.add_argument("--models", nargs="+", help="only these models of each benchmark (default: all of them)")
     parser.add_argument("--no_throughput", action="store_true", help="do not measure throughput at the end")
     args = parser.parse_args(argv)
     start = time.monotonic()
@@ -81,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         check_choice("tier", args.tier, TIERS)
         for name in args.benchmarks:
             check_choice("benchmark", name, BENCHMARKS)
+            suite(name, args.tier, models=args.models)  # an unknown model of a benchmark: one error naming its models
         if not args.call_seconds > MARGIN_S:
             raise ZooError(f"--call_seconds must be more than {MARGIN_S} (the margin kept to stop a suite), "
                            f"got {args.call_seconds:g}")
@@ -90,16 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     state.mkdir(parents=True, exist_ok=True)
     deadline = start + args.call_seconds - MARGIN_S
     for name in args.benchmarks:
-        left = missing_pairs(state / "records", name, args.tier)
+        left = missing_pairs(state / "records", name, args.tier, args.models)
         if not left:
             continue
         print(f"{name} [{args.tier}]: {len(left)} pair(s) to run", flush=True)
-        outcome = run_suite(name, args.tier, state, deadline - time.monotonic(), args.accelerator)
+        outcome = run_suite(name, args.tier, state, deadline - time.monotonic(), args.accelerator, args.models)
         if outcome == "failed":
             print(f"{name}: the suite failed; see its output above", file=sys.stderr)
             return 1
         if outcome == "deadline" or time.monotonic() >= deadline:
-            remaining = sum(len(missing_pairs(state / "records", b, args.tier)) for b in args.benchmarks)
+            remaining = sum(len(missing_pairs(state / "records", b, args.tier, args.models)) for b in args.benchmarks)
             print(f"window over: {remaining} pair(s) left; call again to resume", flush=True)
             return UNFINISHED
     done = state / "throughput.done"

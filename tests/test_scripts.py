@@ -198,7 +198,7 @@ def test_kernel_speed_quick_compares_both_kernels_in_both_modes(tmp_path):
 def test_gpu_pack_stops_at_its_window_and_the_next_call_finishes_the_tier(tmp_path):
     state = tmp_path / "pack"
     args = ("scripts/gpu_pack.py", "--tier", "smoke", "--benchmarks", "copy_t100", "--state", str(state),
-            "--no_throughput")
+            "--no_throughput", "--models", "lstm_1x128", "gru_1x128", "rnn_tanh_1x128")
     first = _run(*args, "--call_seconds", "21")  # a 1-second window: the suite is stopped at once
     assert first.returncode == 3, first.stderr[-3000:]
     assert "pair(s) left; call again to resume" in first.stdout
@@ -212,6 +212,9 @@ def test_gpu_pack_stops_at_its_window_and_the_next_call_finishes_the_tier(tmp_pa
     assert third.returncode == 0 and "all done" in third.stdout
     bad = _run("scripts/gpu_pack.py", "--call_seconds", "5")
     assert bad.returncode == 2 and "--call_seconds must be more than 20" in bad.stderr
+    unknown = _run("scripts/gpu_pack.py", "--tier", "smoke", "--benchmarks", "copy_t100", "--models", "lsmt_1x128")
+    assert unknown.returncode == 2 and "unknown model of benchmark 'copy_t100' 'lsmt_1x128'; valid choices: " \
+        "lstm_1x128" in unknown.stderr, unknown.stderr
 
 
 def test_first_look_runs_the_story_and_prints_its_table_and_figure(tmp_path):

@@ -479,7 +479,7 @@ FRONTIER = (
     Frontier("mingru", paths=("sequential", "log_space"), parallel="log_space"),
     Frontier("minlstm", paths=("sequential", "log_space"), parallel="log_space"),
 )
-SEQUENTIAL_MARKS = ("MinRNNSequence", "DiagonalRecurrence")  # the hand-written backward of each cell's loop
+SEQUENTIAL_MARKS = ("MinRNNSequence", "LRUSequence")  # the hand-written backward of each cell's loop
 
 
 def scan_used(shape: Shape, frontier: Frontier, scan: str | None = None) -> str:

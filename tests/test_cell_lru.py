@@ -14,10 +14,10 @@ import pytest
 import torch
 import yaml
 
-import zoo.cells.lru  # noqa: F401  (registers the cell)
+import zoo.cells.lru  # (registers the cell; the fused-loop test patches it)
 from zoo.cells.base import layer_parameters
 from zoo.errors import ZooError
-from zoo.models.complex_scan import DiagonalRecurrence, linear_recurrence, parallel_scan
+from zoo.models.complex_scan import DiagonalRecurrence, LRUSequence, linear_recurrence, parallel_scan
 from zoo.models.rnn import RNNBackbone, RNNConfig
 from cell_checks import TINY_FIT
 
@@ -147,6 +147,91 @@ def test_parallel_scan_equals_the_sequential_loop(steps):
     assert linear_recurrence(lam, b[:0], x0).shape == (0, 2, 3)
     with pytest.raises(ZooError, match="scan must be one of auto, sequential, parallel, got 'fast'"):
         linear_recurrence(lam, b, x0, "fast")
+
+
+@pytest.mark.parametrize("skip", ["matrix", "vector", "none"])
+def test_gradcheck_the_fused_layer_in_float64(skip):
+    """LRUSequence (the loop with the drive and readout folded in) against finite differences, every input;
+    gradcheck takes each output's gradient alone, so the backward's no-y-gradient paths run too."""
+    torch.manual_seed(4)
+    steps, batch, size, hidden = 5, 2, 3, 4
+    width = hidden if skip == "vector" else 2
+    lam = torch.polar(torch.rand(size, dtype=torch.double) * 0.8 + 0.1, torch.rand(size, dtype=torch.double) * 6)
+    inputs = [torch.randn(steps, batch, width, dtype=torch.double), torch.randn(batch, 2 * size, dtype=torch.double),
+              lam, torch.randn(2 * size, width, dtype=torch.double), torch.randn(2 * size, dtype=torch.double),
+              torch.randn(hidden, 2 * size, dtype=torch.double),
+              {"matrix": torch.randn(hidden, width, dtype=torch.double), "vector": torch.randn(hidden, dtype=torch.double),
+               "none": None}[skip],
+              torch.randn(hidden, dtype=torch.double) if skip == "matrix" else None]
+    inputs = [t.requires_grad_() if t is not None else None for t in inputs]
+    assert torch.autograd.gradcheck(LRUSequence.apply, inputs)
+    no_bias = inputs[:4] + [None] + inputs[5:]
+    assert torch.autograd.gradcheck(LRUSequence.apply, no_bias)
+
+
+def _windows_and_grads(backbone, x, state, read):
+    """Outputs of two windows, the second from the first's state, and the gradients of a loss on ``read``
+    (the second window's outputs, h_n, x_n) with respect to every parameter and the carried state."""
+    first, carried = backbone(x[:, :4], state)
+    carried = tuple(part.detach().requires_grad_() for part in carried)  # truncated BPTT: a new leaf
+    second, (h_n, x_n) = backbone(x[:, 4:], carried)
+    torch.manual_seed(9)
+    loss = sum((t * torch.randn_like(t)).sum() for t, on in zip((second, h_n, x_n), read) if on)
+    wrt = [*backbone.parameters(), *carried]  # the carried h is the last output only: nothing reads it
+    grads = torch.autograd.grad(loss, wrt, allow_unused=True)
+    return (first, second, h_n, x_n), [torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads)]
+
+
+@pytest.mark.parametrize("kwargs", CASES)
+@pytest.mark.parametrize("read", [(True, True, True), (False, True, False), (False, False, True)],
+                         ids=["all", "h_n only", "x_n only"])
+def test_fused_loop_equals_the_old_loop_and_the_parallel_scan(kwargs, read, monkeypatch):
+    """The fused loop (scan 'sequential', 'auto' on a CPU) gives the numbers of the autograd path around
+    DiagonalRecurrence it replaced and of the parallel scan: forward and gradients, from a carried state,
+    when a loss reads every output or the last step's alone (sMNIST's head: no gradient for y but y_T)."""
+    options = kwargs.get("cell_options", {})
+    runs = {}
+    for name, scan in (("fused", "sequential"), ("old loop", "sequential"), ("parallel", "parallel")):
+        backbone = _backbone(**{**kwargs, "cell_options": {**options, "scan": scan}})
+        torch.manual_seed(5)
+        x = torch.randn(3, 9, 3, dtype=torch.double)
+        state = None
+        if name == "old loop":  # the unfused branch of _sequence, whose 'sequential' recurrence is DiagonalRecurrence
+            monkeypatch.setattr(zoo.cells.lru, "resolve_scan", lambda scan, device: "unfused")
+        runs[name] = _windows_and_grads(backbone, x, state, read)
+        monkeypatch.undo()
+    fused_out, fused_grads = runs["fused"]
+    for name in ("old loop", "parallel"):
+        outs, grads = runs[name]
+        for a, b in zip(fused_out, outs):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+        for a, b in zip(fused_grads, grads):
+            torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11, msg=name)
+
+
+@pytest.mark.parametrize("kwargs", CASES)
+def test_fused_loop_under_inference_mode_then_training(kwargs):
+    """Under torch.inference_mode (validation) the fused loop gives the parallel scan's outputs and state, and a
+    training step after it works (its pooled buffers are kept apart from the inference-mode ones)."""
+    options = kwargs.get("cell_options", {})
+    fused = _backbone(**{**kwargs, "cell_options": {**options, "scan": "sequential"}}).float()
+    parallel = _backbone(**{**kwargs, "cell_options": {**options, "scan": "parallel"}}).float()
+    x = torch.randn(4, 11, 3)
+    for _ in range(2):
+        with torch.inference_mode():
+            out, (h_n, x_n) = fused(x)
+            again = fused(x[:, 6:], fused(x[:, :6])[1])  # the state carried across two windows
+        ref_out, (ref_h, ref_x) = parallel(x)
+        torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close((h_n, x_n), (ref_h, ref_x), rtol=1e-5, atol=1e-5)
+        if not kwargs.get("bidirectional"):  # a reverse direction reads the whole window: windows do not compose
+            torch.testing.assert_close(again[0], ref_out[:, 6:], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(again[1], (ref_h, ref_x), rtol=1e-5, atol=1e-5)
+        fused.train()
+        out, (h_n, _) = fused(x)
+        (out.square().sum() + h_n.sum()).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in fused.parameters())
+        fused.eval()
 
 
 # ----------------------------------------------------------------------------- diagnostics

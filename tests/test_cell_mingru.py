@@ -87,6 +87,46 @@ def test_log_space_scan_equals_the_sequential_loop():
             torch.testing.assert_close(g2, g1, rtol=10 * tol, atol=10 * tol)
 
 
+def test_loop_equals_the_log_space_scan_under_inference_mode_from_a_carried_state():
+    """Validation runs under torch.inference_mode: the loop (no graph, its buffers pooled apart) gives the scan's
+    numbers there too, window after window from the carried state, and training after it still works."""
+    torch.manual_seed(6)
+    seq, log = make(hidden=6, scan="sequential").float(), make(hidden=6, scan="log_space").float()
+    x = torch.randn(3, 12, 3)
+    with torch.inference_mode():
+        first, state = seq(x[:, :5])
+        second, h_n = seq(x[:, 5:], state)
+        ref_first, ref_state = log(x[:, :5])
+        ref_second, ref_h = log(x[:, 5:], ref_state)
+    for got, want in ((first, ref_first), (second, ref_second), (state, ref_state), (h_n, ref_h)):
+        torch.testing.assert_close(got, want, rtol=2e-5, atol=2e-5)
+    out, h = seq(x, state.clone())
+    (out.square().sum() + h.sum()).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in seq.parameters())
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_a_loss_on_the_last_step_alone_gets_the_scans_gradients(cell):
+    """The loop returns h_T on its own, so a last-step head (sMNIST) sends it no gradient for the other steps:
+    its backward starts from h_T's alone, and gives the log-space scan's gradients, from a carried state too."""
+    import zoo.cells.minlstm  # noqa: F401  (registers the cell)
+
+    results = []
+    for scan in ("sequential", "log_space"):
+        torch.manual_seed(7)
+        config = RNNConfig(cell=cell, hidden_size=5, num_layers=2, cell_options={"scan": scan})
+        backbone = RNNBackbone(3, config).to(D)
+        x = torch.randn(3, 10, 3, dtype=D)
+        h0 = (torch.rand(2, 3, 5, dtype=D) - 0.5).requires_grad_()
+        _, h_n = backbone(x, h0)
+        loss = (h_n * torch.linspace(-1, 1, 5, dtype=D)).sum()
+        results.append((h_n, torch.autograd.grad(loss, [*backbone.parameters(), h0])))
+    (h_seq, g_seq), (h_log, g_log) = results
+    torch.testing.assert_close(h_seq, h_log, rtol=1e-9, atol=1e-10)
+    for a, b in zip(g_seq, g_log):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
 def test_kernels_pass_gradcheck():
     torch.manual_seed(2)
     T, B, H = 6, 3, 4

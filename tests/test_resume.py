@@ -146,6 +146,45 @@ def test_a_language_model_resumes_its_carried_state_and_dropout(tmp_path, tiny_p
     _same_run(whole, resumed)
 
 
+class FirstStep(Callback):
+    """Notes the global step the first training batch starts from: 0 for a fresh run, k for one resumed at k."""
+
+    def __init__(self) -> None:
+        self.step: int | None = None
+
+    def on_train_batch_start(self, trainer, *args) -> None:
+        if self.step is None:
+            self.step = trainer.global_step
+
+
+NEW_CELLS = ["lru_1x128", "lru_4x128", "mingru_3x128", "minlstm_3x128", "indrnn_2x128", "cornn_1x128", "lem_1x128",
+             "exprnn_1x128"]
+
+
+@pytest.mark.parametrize("model", NEW_CELLS)
+def test_the_newer_cells_resume_from_a_mid_epoch_checkpoint_to_the_uninterrupted_record(tmp_path, model):
+    """Each cell's own fast path (pooled buffers, hand-written backward, complex or orthogonal weights and their
+    optimizer state) resumed in a process whose buffer pool is empty, as a fresh one's is: the same record."""
+    from zoo.app.catalogue import get_benchmark
+    from zoo.models.sequence_kernels import POOL
+
+    config = get_benchmark("adding_t100").run_config("smoke", model)  # the catalogue's settings for the cell
+    config["data"]["args"].update(seq_len=12, batch_size=8, val_size=16, test_size=16, batches_per_epoch=3)
+    config["trainer"]["max_steps"] = 8
+    config["lengths"], config["diagnostics_every_n_steps"], config["stop_at_target"] = [6, 24], 3, False
+    whole = execute(config, 0, weights_dir=tmp_path / "w0")
+    with pytest.raises(Interrupt):  # step 4 is the first of epoch 2: a checkpoint after a validation, mid-epoch
+        execute(config, 0, weights_dir=tmp_path / "w1", checkpoint_dir=tmp_path / "ck", checkpoint_every_n_steps=4,
+                callbacks=[InterruptAt(6)])
+    assert torch.load(tmp_path / "ck" / LAST, weights_only=True)["global_step"] == 4
+    POOL.clear()
+    first = FirstStep()
+    resumed = execute(config, 0, weights_dir=tmp_path / "w1", checkpoint_dir=tmp_path / "ck",
+                      checkpoint_every_n_steps=4, callbacks=[first])
+    assert first.step == 4 and whole["steps"] == 8  # it did resume, and both ran to the end
+    _same_run(whole, resumed)
+
+
 def test_epoch_shuffle_is_a_function_of_seed_and_epoch():
     a, b = EpochShuffle(10, 4, seed=3), EpochShuffle(10, 4, seed=3)
     first = list(a)

@@ -241,7 +241,7 @@ def test_pool_keeps_to_its_cap_by_letting_the_longest_unused_shapes_go():
     assert pool._bytes == 0 and not pool._free
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "minlstm"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "minlstm", "lru"])
 def test_a_buffer_pooled_under_inference_mode_never_reaches_training(cell):
     """Validation runs under torch.inference_mode: its buffers are inference tensors, which training may not
     write in place ("Inplace update to inference tensor outside InferenceMode"); the pool keeps them apart."""
@@ -249,7 +249,7 @@ def test_a_buffer_pooled_under_inference_mode_never_reaches_training(cell):
 
     POOL.clear()
     torch.manual_seed(0)
-    if cell == "minlstm":  # the scan cells pool their buffers too (zoo/models/linear_recurrence.py)
+    if cell in ("minlstm", "lru"):  # the scan cells pool their buffers too (linear_recurrence.py, complex_scan.py)
         backbone = RNNBackbone(2, RNNConfig(cell=cell, hidden_size=5))
         forward = lambda x: backbone(x)[0]  # noqa: E731
         parameters = list(backbone.parameters())

@@ -30,10 +30,13 @@ The state: the zoo carries ``("h", "x")``: h (B, H) the layer's output at its la
 every other cell's. A zero state is the empty (B, 0) tensor, because ``Cell.zero_state``
 is not told N (see ``LRUCellDescriptor``).
 
-Fast path: ``run_stack`` with ``_sequence``: every step-independent part (encoder, norm,
-γ B u, the readout, GELU, GLU) as whole-sequence ops, and the recurrence alone by
-``zoo.models.complex_scan`` (``scan``: the CPU loop with a hand-written backward, or the
-log-depth parallel scan). The unrolled diagnostics run ``_project`` and ``_step``.
+Fast path: ``run_stack`` with ``_sequence``. With ``scan`` 'sequential' ('auto' on a CPU) the
+layer's input map γ B, its loop over time and its readout Re(C x) + D ⊙ z are one function
+with a hand-written backward (``zoo.models.complex_scan.LRUSequence``), the encoder, norm,
+GELU and GLU whole-sequence ops around it; the state's h is that of the last step computed
+again on its own, so that a head reading the last step sends the layer no gradient for the
+others. With 'parallel' ('auto' elsewhere) the recurrence alone is the log-depth scan and the
+rest plain autograd. The unrolled diagnostics run ``_project`` and ``_step``.
 
 Shapes: B batch, T time, I input, H hidden (model width), N state size, L layers, D directions.
 """
@@ -49,7 +52,7 @@ from torch import nn
 
 from zoo.cells.base import Cell, Option, Params, State, layer_parameters, register_cell, stack_kwargs
 from zoo.errors import ZooError, check_choice, check_float, check_int
-from zoo.models.complex_scan import SCANS, linear_recurrence
+from zoo.models.complex_scan import SCANS, LRUSequence, linear_recurrence, resolve_scan
 from zoo.models.sequence_kernels import run_stack
 
 if TYPE_CHECKING:
@@ -200,45 +203,82 @@ def _step(params: Params, x_proj: torch.Tensor, state: State, config: RNNConfig)
 
 
 # ----------------------------------------------------------------------------- the fast path
-def _folded_input(params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """γ B u and D ⊙ u of a bare layer with its encoder u = x W_ih^T + b_ih folded into the weights.
+def _folded_weights(params: Params) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(w, b, w_skip, b_skip) with γ B u = x w^T + b and D ⊙ u = x w_skip^T + b_skip, u = x W_ih^T + b_ih.
 
-    u is linear in x there, so γ B u = x (γ B W_ih)^T + γ B b_ih costs T·B·2N·I instead of
-    T·B·2N·H (an sMNIST input has I = 1), and D ⊙ u likewise; the same numbers up to rounding.
-    x: (T, B, I) -> (T, B, N) complex, (T, B, H).
+    A bare layer's encoder u is linear in x, so folding it into the weights makes γ B u cost
+    T·B·2N·I instead of T·B·2N·H (an sMNIST input has I = 1), and D ⊙ u likewise; the same
+    numbers up to rounding. w (2N, I) and b (2N,) have re and im interleaved; w_skip (H, I).
     """
     weight_ih, bias_ih = params["weight_ih"], params["bias_ih"]
     w_in = _input_weight(params)  # (2N, H)
-    drive = torch.view_as_complex(F.linear(x, w_in @ weight_ih, w_in @ bias_ih).unflatten(-1, (-1, 2)))
-    skip = F.linear(x, params["D"].unsqueeze(1) * weight_ih, params["D"] * bias_ih)
-    return drive, skip
+    return w_in @ weight_ih, w_in @ bias_ih, params["D"].unsqueeze(1) * weight_ih, params["D"] * bias_ih
+
+
+def _folded_input(params: Params, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """γ B u and D ⊙ u of a bare layer by ``_folded_weights``: x (T, B, I) -> (T, B, N) complex, (T, B, H)."""
+    w_in, b_in, w_skip, b_skip = _folded_weights(params)
+    drive = torch.view_as_complex(F.linear(x, w_in, b_in).unflatten(-1, (-1, 2)))
+    return drive, F.linear(x, w_skip, b_skip)
 
 
 def _sequence(module: nn.Module, params: Params, x: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
     # x: (T, B, I) -> (T, B, H), (h_T (B, H), x_T (B, 2N))
-    steps, batch = x.shape[0], x.shape[1]
+    steps = x.shape[0]
     block = "glu_weight" in params
-    if not block and "weight_ih" in params and x.shape[-1] < params["D"].shape[0]:
+    folded = not block and "weight_ih" in params and x.shape[-1] < params["D"].shape[0]
+    size = params["nu_log"].shape[0]
+    if steps and resolve_scan(module.scan, x.device) == "sequential":
+        return _fused_sequence(module, params, x, state, folded)
+    if folded:
         drive, skip = _folded_input(params, x)  # (T, B, N) complex, (T, B, H)
         u = None
     else:
         u, z = _norm_and_encode(params, x)  # (T, B, H) each
         drive, skip = _drive(params, z), params["D"] * z
-    size = drive.shape[-1]
     x0 = _initial_state(state, drive, size)
     xs = linear_recurrence(eigenvalues(params), drive, x0, module.scan)  # (T, B, N) complex
     xs_real = torch.view_as_real(xs).flatten(-2)  # (T, B, 2N)
     y = F.linear(xs_real, _output_weight(params)).add_(skip)  # Re(C x_t) + D ⊙ z_t: (T, B, H)
-    out = y
-    if block:
-        masks = None
-        if module.training and module.block_dropout > 0:
-            keep = y.new_ones(2, 1, batch, y.shape[-1])  # one mask per sequence and feature, shared by all steps
-            masks = tuple(F.dropout(keep, module.block_dropout, training=True).unbind(0))
-        out = _block_out(params, y, u, masks)
+    masks = _block_masks(module, y) if block else None
+    out = _block_out(params, y, u, masks) if block else y
     if steps == 0:
         return out, (state[0], torch.view_as_real(x0).flatten(-2))
     return out, (out[-1], xs_real[-1])
+
+
+def _block_masks(module: nn.Module, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """The block's two dropout masks, (1, B, H) each (one per sequence and feature, shared by all steps), or None."""
+    if not (module.training and module.block_dropout > 0):
+        return None
+    keep = y.new_ones(2, 1, y.shape[1], y.shape[-1])
+    return tuple(F.dropout(keep, module.block_dropout, training=True).unbind(0))
+
+
+def _fused_sequence(module: nn.Module, params: Params, x: torch.Tensor, state: State, folded: bool
+                    ) -> tuple[torch.Tensor, State]:
+    """``_sequence`` by ``LRUSequence`` (the CPU loop, drive and readout folded in): the same equations.
+
+    The state's h is computed from the layer's last output y_T alone (for the block, its
+    norm-LRU-GLU-skip of that one step again), so that a loss reading the last step only
+    sends the LRU no gradient for the other steps' outputs.
+    """
+    size = params["nu_log"].shape[0]
+    if folded:  # the encoder folded into γ B and D (``_folded_weights``)
+        v, u = x, None
+        w_in, b_in, skip, b_skip = _folded_weights(params)
+    else:
+        u, v = _norm_and_encode(params, x)  # (T, B, H) each
+        w_in, b_in, skip, b_skip = _input_weight(params), None, params["D"], None
+    like = x.new_empty(0)
+    x0 = torch.view_as_real(_initial_state(state, torch.complex(like, like), size)).flatten(-2)  # (B, 2N)
+    y, y_last, x_last = LRUSequence.apply(v, x0, eigenvalues(params), w_in, b_in, _output_weight(params), skip,
+                                          b_skip)
+    if "glu_weight" not in params:
+        return y, (y_last, x_last)
+    masks = _block_masks(module, y)
+    last_masks = None if masks is None else tuple(mask[0] for mask in masks)
+    return _block_out(params, y, u, masks), (_block_out(params, y_last, u[-1], last_masks), x_last)
 
 
 class LRULayers(nn.Module):

@@ -58,11 +58,11 @@ def _sequence(module: nn.Module, params: Params, x: torch.Tensor, state: State) 
     hidden = module.hidden_size
     weight, bias = params["weight_ih"], params["bias_ih"]
     if layer_scan(module, x) == "sequential":
-        h = MinRNNSequence.apply(x, state[0], weight, bias, "mingru", module.activation)
-    else:
-        u = F.linear(x, -weight[:hidden], -bias[:hidden])  # (T, B, H): a = 1 - z = σ(-k_z), so u = -k_z
-        k = F.linear(x, weight[hidden:], bias[hidden:])  # (T, B, H): h~'s pre-activation
-        h = log_space_layer(u, k, state[0])
+        h, last = MinRNNSequence.apply(x, state[0], weight, bias, "mingru", module.activation)
+        return h, (last,)
+    u = F.linear(x, -weight[:hidden], -bias[:hidden])  # (T, B, H): a = 1 - z = σ(-k_z), so u = -k_z
+    k = F.linear(x, weight[hidden:], bias[hidden:])  # (T, B, H): h~'s pre-activation
+    h = log_space_layer(u, k, state[0])
     return h, (h[-1],)
 
 

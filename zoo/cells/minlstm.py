@@ -63,13 +63,13 @@ def _sequence(module: nn.Module, params: Params, x: torch.Tensor, state: State) 
     hidden = module.hidden_size
     weight, bias = params["weight_ih"], params["bias_ih"]
     if layer_scan(module, x) == "sequential":
-        h = MinRNNSequence.apply(x, state[0], weight, bias, "minlstm", module.activation)
-    else:
-        k_f = F.linear(x, weight[:hidden], bias[:hidden])  # (T, B, H) each
-        k_i = F.linear(x, weight[hidden : 2 * hidden], bias[hidden : 2 * hidden])
-        k = F.linear(x, weight[2 * hidden :], bias[2 * hidden :])  # h~'s pre-activation
-        u = F.softplus(-k_i) - F.softplus(-k_f)  # a = f' = f / (f + i) = σ(log f - log i)
-        h = log_space_layer(u, k, state[0])
+        h, last = MinRNNSequence.apply(x, state[0], weight, bias, "minlstm", module.activation)
+        return h, (last,)
+    k_f = F.linear(x, weight[:hidden], bias[:hidden])  # (T, B, H) each
+    k_i = F.linear(x, weight[hidden : 2 * hidden], bias[hidden : 2 * hidden])
+    k = F.linear(x, weight[2 * hidden :], bias[2 * hidden :])  # h~'s pre-activation
+    u = F.softplus(-k_i) - F.softplus(-k_f)  # a = f' = f / (f + i) = σ(log f - log i)
+    h = log_space_layer(u, k, state[0])
     return h, (h[-1],)
 
 

@@ -63,17 +63,28 @@ def resolve_scan(scan: str, device: torch.device) -> str:
     return scan
 
 
-def reverse_recurrence(a: torch.Tensor, d_h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+def reverse_recurrence(a: torch.Tensor, d_h: torch.Tensor | None, out: torch.Tensor | None = None, *,
+                       last: torch.Tensor | None = None) -> torch.Tensor:
     """g_t = d_h_t + a_{t+1} ⊙ g_{t+1} from g_T = d_h_T down: dL/dh_t from its direct part d_h (T, B, H).
 
     d_h is copied first into ``out`` (contiguous, (T, B, H); new if None), then updated in
     place: a d_h that is a transposed view of a (B, T, H) gradient is read once in one pass,
-    not step by step with a stride of T*H.
+    not step by step with a stride of T*H. ``last`` (B, H) is more direct gradient at step T
+    (a final state returned on its own); with d_h None it is all of it, and every earlier
+    step is g_t = a_{t+1} ⊙ g_{t+1}, one multiply a step and no copy of a mostly-zero d_h.
     """
-    grad = torch.empty_like(d_h, memory_format=torch.contiguous_format) if out is None else out
-    grad.copy_(d_h)
+    grad = a.new_empty(a.shape) if out is None else out
+    if d_h is not None:
+        grad.copy_(d_h)
+        if last is not None:
+            grad[-1] += last
+    else:
+        grad[-1] = last
     for a_next, g_next, g_t in zip(a.unbind(0)[:0:-1], grad.unbind(0)[:0:-1], grad.unbind(0)[-2::-1]):
-        g_t.addcmul_(a_next, g_next)
+        if d_h is not None:
+            g_t.addcmul_(a_next, g_next)
+        else:
+            torch.mul(a_next, g_next, out=g_t)
     return grad
 
 
@@ -126,7 +137,9 @@ def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor, h0: torch.Tensor) -
 class MinRNNSequence(torch.autograd.Function):
     """One direction of one minGRU or minLSTM layer on a CPU, input projection included, backward by hand.
 
-    ``apply(x (T, B, I), h0 (B, H), weight (G*H, I), bias (G*H,), cell, activation) -> h (T, B, H)``.
+    ``apply(x (T, B, I), h0 (B, H), weight (G*H, I), bias (G*H,), cell, activation) -> h (T, B, H), h_T (B, H)``;
+    h_T is h's last step again as its own tensor (as the LSTM/GRU kernels return h_n), so that a loss
+    reading the last step only sends no gradient for the others and the backward starts from h_T's.
     Both cells are h_t = a_t ⊙ h_{t-1} + (1 − a_t) ⊙ h~_t, h~ = g(k_h) ('linear': k_h), with
     a = σ(u) from the logit u of the coefficient:
 
@@ -168,7 +181,9 @@ class MinRNNSequence(torch.autograd.Function):
         else:
             neg_f, neg_i = project(0, -1.0, POOL.take(shape, x)), project(1, -1.0, POOL.take(shape, x))
             torch.ops.aten.softplus.out(neg_i, 1, 20, out=a)
-            a.sub_(F.softplus(neg_f)).sigmoid_()  # σ(softplus(-k_i) - softplus(-k_f))
+            softplus_f = torch.ops.aten.softplus.out(neg_f, 1, 20, out=POOL.take(shape, x))  # pooled: no page faults
+            a.sub_(softplus_f).sigmoid_()  # σ(softplus(-k_i) - softplus(-k_f))
+            POOL.give_back(softplus_f)
             gate_logits = (neg_f, neg_i)
         k = project(weight.shape[0] // hidden - 1, 1.0, POOL.take(shape, x))  # h~'s pre-activation
         positive = None
@@ -193,17 +208,19 @@ class MinRNNSequence(torch.autograd.Function):
             ctx.lease = _Lease(*pooled)
         else:
             POOL.give_back(*pooled)
-        return hs[1:]
+        return hs[1:], hs[steps].clone()
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, d_h: torch.Tensor | None):
-        if d_h is None:
+    def backward(ctx, d_h: torch.Tensor | None, d_h_last: torch.Tensor | None):
+        if d_h is None and d_h_last is None:
             return None, None, None, None, None, None
         x, weight = ctx.saved_tensors
         a, candidate, positive, gate_logits, hs = ctx.buffers
         steps, batch, hidden = a.shape
-        grad = reverse_recurrence(a, d_h, out=POOL.take(a.shape, a))  # dL/dh_t, every step
+        if steps == 0:
+            return None, d_h_last, None, None, None, None
+        grad = reverse_recurrence(a, d_h, out=POOL.take(a.shape, a), last=d_h_last)  # dL/dh_t, every step
         d_h0 = a[0] * grad[0] if ctx.needs_input_grad[1] else None
         blocks = weight.shape[0] // hidden
         d_pre = POOL.take((blocks, steps, batch, hidden), a)  # the pre-activations' gradients, block by block

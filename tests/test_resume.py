@@ -146,6 +146,25 @@ def test_a_language_model_resumes_its_carried_state_and_dropout(tmp_path, tiny_p
     _same_run(whole, resumed)
 
 
+def test_a_run_whose_epochs_are_as_long_as_the_checkpoint_cadence_still_checkpoints(tmp_path, tiny_config):
+    """The synthetic tasks' epochs are 100 batches and the cadence is 100 steps: every due step ends an epoch,
+    where no checkpoint may be written. The checkpoint is then written one step later, and resumes exactly."""
+    config = _dropout_lstm_config(tiny_config)
+    config["data"]["args"]["batches_per_epoch"] = 4
+    config["trainer"]["max_steps"] = 14
+    whole = execute(config, 0, weights_dir=tmp_path / "w0")
+    with pytest.raises(Interrupt):
+        execute(config, 0, weights_dir=tmp_path / "w1", checkpoint_dir=tmp_path / "ck", checkpoint_every_n_steps=4,
+                callbacks=[InterruptAt(11)])
+    saved = torch.load(tmp_path / "ck" / LAST, weights_only=True)
+    assert saved["global_step"] == 9  # steps 4 and 8 end epochs: the checkpoints came at steps 5 and 9
+    first = FirstStep()
+    resumed = execute(config, 0, weights_dir=tmp_path / "w1", checkpoint_dir=tmp_path / "ck",
+                      checkpoint_every_n_steps=4, callbacks=[first])
+    assert first.step == 9 and whole["steps"] == 14
+    _same_run(whole, resumed)
+
+
 class FirstStep(Callback):
     """Notes the global step the first training batch starts from: 0 for a fresh run, k for one resumed at k."""
 

@@ -83,17 +83,33 @@ class RandomStates(Callback):
 
 
 class StepCheckpoint(ModelCheckpoint):
-    """``last.ckpt`` every ``every_n_steps`` optimizer steps, skipping a step that ends an epoch (see the module doc)."""
+    """``last.ckpt`` about every ``every_n_steps`` optimizer steps, never right after an epoch's last batch.
+
+    A checkpoint is due once a multiple of ``every_n_steps`` has been passed since the last
+    one, and is written at the first step from then on that does not end an epoch (see the
+    module doc). Skipping the due step alone would never checkpoint a task whose epochs are
+    ``every_n_steps`` batches long: the synthetic tasks' 100 batches at a cadence of 100.
+    """
 
     def __init__(self, dirpath: str | os.PathLike, every_n_steps: int = CHECKPOINT_EVERY_N_STEPS) -> None:
-        super().__init__(dirpath=dirpath, every_n_train_steps=every_n_steps, save_top_k=0, save_last=True,
+        super().__init__(dirpath=dirpath, every_n_train_steps=1, save_top_k=0, save_last=True,
                          enable_version_counter=False)
+        self.every_n_steps = every_n_steps
+        self._saved_step = 0  # the step of the last checkpoint (or of the resume)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        self._saved_step = trainer.global_step
 
     def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
+        step = trainer.global_step
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
             return
+        if step // self.every_n_steps <= self._saved_step // self.every_n_steps:
+            return
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._saved_step = step
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
